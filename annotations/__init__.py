@@ -1,0 +1,1 @@
+"""Annotation drawing helpers (set-of-marks)."""
