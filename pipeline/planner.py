@@ -72,7 +72,7 @@ def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Pa
         res.issues = q.issues
         return res
 
-    if img.pretiled is not None:
+    if img.untiled:
         windows, whole = [Window(0, 0, w, h)], True
     else:
         windows = tile_windows(w, h, cfg.tiling.patch_size, cfg.tiling.overlap)
@@ -216,7 +216,7 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, vocab: 
     if post is not None:
         stats[f"dropped: {post}"] += 1
         return None
-    name = img.name if img.pretiled is not None else patch_name(img.name, win, whole)
+    name = img.name if img.untiled else patch_name(img.name, win, whole)
     patch_rgb = rgb[win.y0 : win.y1, win.x0 : win.x1]
     image_path = som_path = None
     if cfg.output.write_patches:
@@ -229,7 +229,7 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, vocab: 
     stats["objects"] += len(objects)
     stats["instances"] += len(marks)
     stats["groups"] += len(groups)
-    window = img.pretiled if img.pretiled is not None else win
+    window = img.pretiled or win
     return PatchPlan(
         patch_id=name, split="", source_image=img.parent or img.name, source_image_id=img.image_id,
         source_path=img.rel_path, window=window, width=pw, height=ph, image_path=image_path, som_path=som_path,

@@ -58,8 +58,9 @@ class SourceImage:
     objects: list[SourceObject] = field(default_factory=list)
     id_mask_path: Path | None = None  # <name>_instance_id_RGB.png
     color_mask_path: Path | None = None  # <name>_instance_color_RGB.png
-    pretiled: Window | None = None  # a devkit patch: its window in the parent image (not re-tiled)
+    pretiled: Window | None = None  # a devkit patch: its window in the parent image
     parent: str | None = None  # parent image name of a devkit patch
+    untiled: bool = False  # planned as one patch as it is (devkit patches and the whole images it copied)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from .imageio import atomic_write_bytes
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"  # leading underscore: pyarrow and pandas skip it when reading the folder
 
 
 def sha256_file(path: Path) -> str:

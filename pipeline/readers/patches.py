@@ -6,6 +6,7 @@ or `annotations` in the config), else from the mask PNGs beside each patch. Patc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..categories import Vocabulary
@@ -16,6 +17,8 @@ from ..tiling import parse_patch_name
 from . import annotation_file, image_dir
 from .coco import read_coco
 from .masks_png import attach_masks, image_id_from_name, list_images
+
+_NUMBERED_TAIL = re.compile(r"_\d+$")
 
 
 def read_devkit_patches(root: Path, cfg: SourceConfig, vocab: Vocabulary, q: Quarantine, tol: float = 2.0) -> list[SourceImage]:
@@ -30,10 +33,14 @@ def read_devkit_patches(root: Path, cfg: SourceConfig, vocab: Vocabulary, q: Qua
                 candidates.append(img)
     images = []
     for img in candidates:
+        img.untiled = True
         parsed = parse_patch_name(img.name)
         if parsed is None:
-            q.report(Issue("patch-name-invalid", img.rel_path, f"{img.name!r} is not a devkit patch name "
-                           "(P<id>_<y0>_<y1>_<x0>_<x1>)", image=img.name))
+            if _NUMBERED_TAIL.search(img.name):
+                q.report(Issue("patch-name-invalid", img.rel_path, f"{img.name!r} is not a devkit patch name "
+                               "(P<id>_<y0>_<y1>_<x0>_<x1>, end after start)", image=img.name))
+                continue
+            images.append(img)  # an image the devkit copied whole (a side of 800 px or less)
             continue
         img.parent, img.pretiled = parsed
         if img.width is not None and (img.width, img.height) != (img.pretiled.width, img.pretiled.height):
