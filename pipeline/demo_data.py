@@ -13,9 +13,10 @@ Layout (as released by iSAID)::
     <root>/<split>/Annotations/iSAID_<split>.json        COCO: images, annotations (polygons), categories
 
 Images are numbered across splits without collision: train first, then val (tiny: train P0000-P0002,
-val P0003-P0005; P0003 is 1147 x 1023 so the tests can check the devkit's patch names). An annotation's id
-is `image number * 5000 + object number`, unique over the whole file and equal to the object's value in
-the instance-id PNG. `area` is the number of painted pixels; `bbox` is the polygon's extent.
+val P0003-P0005; P0003 is 1147 x 1023 so the tests can check the devkit's patch names). An image's id is
+its P number. An annotation's id is `(P number + 1) * 5000 + object number` (P0003: 20001, 20002, ...):
+unique over the whole file, equal to the object's value in the instance-id PNG, and >= 1000 (the devkit
+ignores smaller instance ids). `area` is the number of painted pixels; `bbox` is the polygon's extent.
 
 Every object is painted with `cv2.fillPoly` of exactly its integer polygon (in the RGB image, the id PNG
 and the colour PNG alike) and objects never overlap (a 1-pixel gap is kept), so a rasterised polygon
@@ -29,10 +30,11 @@ which is concave; planes and helicopters are concave crosses.
     <root>/patches/<split>/Annotations/iSAID_<split>.json
 
 Windows come from `tiling.tile_windows` (800 px, 200 overlap; an image with a side <= 800 is kept whole
-under its own name) and are named by `tiling.patch_name`. A patch's polygons are the external contours
-(`cv2.findContours`, CHAIN_APPROX_SIMPLE) of each instance's cropped mask; like the devkit, contours of
-4 points or fewer are dropped, and an instance left with no contour gets no annotation. Patch images are
-always PNG; patch image ids and annotation ids are sequential from 1 in the split's order.
+under its own name) and are named by `tiling.patch_name`. As in the devkit's `preprocess.py`, a patch's
+polygons are the external contours of each instance's cropped mask (`cv2.findContours`, RETR_EXTERNAL,
+CHAIN_APPROX_NONE: every boundary pixel), and an instance is left out when any of its contours is a flat
+list of 4 numbers or fewer (a sliver of 1-2 boundary points). Patch images are always PNG; patch image ids
+and annotation ids are sequential from 1 in the split's order; category ids stay iSAID's.
 
 Scenes: a smooth low-frequency terrain, a grid of roads, and 2-4 scene kinds per image (parking lots,
 courts, sports fields, tank farms, a harbour, an airport apron, roundabouts, a river with bridges, a
@@ -58,7 +60,8 @@ from tqdm import tqdm
 from .categories import ISAID_CATEGORIES
 from .tiling import patch_name, tile_windows
 
-ID_STRIDE = 5000  # annotation id = image number * ID_STRIDE + object number (1..4999); fits the PNG's 24 bits
+ID_STRIDE = 5000  # annotation id = (image number + 1) * ID_STRIDE + object number (1..4999): >= 1000 as
+# the devkit wants (it skips smaller instance ids) and within the id PNG's 24 bits up to P3353
 MAX_OBJECTS = ID_STRIDE - 1
 PNG_LEVEL = 3  # zlib level for every PNG: small files, still fast on flat-coloured scenes
 
@@ -79,6 +82,8 @@ def _ground_lut(*codes: int) -> np.ndarray:
 ON_LAND, ON_ROAD, ON_WATER = _ground_lut(LAND), _ground_lut(ROAD), _ground_lut(WATER)
 ON_ANY = _ground_lut(LAND, ROAD, WATER, RESERVED)
 NOT_WATER = _ground_lut(LAND, ROAD, RESERVED)
+CLEARANCE = 80  # px of dry land wanted around a road crossing that should get a roundabout
+DRY_WEIGHT = {"fields": 6, "airport": 3, "tanks": 2, "courts": 2, "parking": 1, "residential": 1}
 
 KINDS = ("parking", "courts", "fields", "tanks", "harbour", "airport", "roundabout", "river", "residential")
 BLOCK_KINDS = ("fields", "airport", "tanks", "parking", "courts", "residential")  # biggest blocks first
@@ -99,7 +104,7 @@ class DemoScale:
 
 
 SCALES: dict[str, DemoScale] = {
-    "tiny": DemoScale(6, 0.5, 700, 1700, 20.0, fixed_sizes=((1147, 1023), (700, 900), (1700, 1500))),
+    "tiny": DemoScale(6, 0.5, 700, 1700, 24.0, fixed_sizes=((1147, 1023), (700, 900), (1700, 1500))),
     "small": DemoScale(24, 0.5, 1000, 2500, 30.0),
     "isaid": DemoScale(1400, 1 / 3, 1500, 5000, 40.0),
 }
@@ -238,6 +243,7 @@ class Scene:
         self.ground = np.zeros((height, width), dtype=np.uint8)
         self.owner = np.zeros((height, width), dtype=np.uint16)  # object number, 0 = background
         self.objects: list[tuple[int, np.ndarray]] = []  # (category id, (N, 2) int32 polygon)
+        self.categories: set[int] = set()
 
     def place(self, cat: int, outline: np.ndarray, colour, details: Sequence[tuple] = (), allowed=ON_LAND,
               within: Block | None = None) -> bool:
@@ -270,6 +276,7 @@ class Scene:
         if not allowed[self.ground[by0:by1, bx0:bx1][inside]].all():
             return False
         self.objects.append((cat, pts))
+        self.categories.add(cat)
         owner[inside] = len(self.objects)
         region = self.rgb[by0:by1, bx0:bx1]
         if details:
@@ -324,9 +331,9 @@ def _smooth_field(w: int, h: int, rng: np.random.Generator, palette: Sequence, c
     gw, gh = w // cell + 3, h // cell + 3
     idx = rng.integers(0, len(palette), size=(gh, gw))
     grid = np.asarray(palette, dtype=np.float32)[idx] + rng.normal(0, 6, size=(gh, gw, 3)).astype(np.float32)
-    grid = cv2.GaussianBlur(grid, (3, 3), 0)
-    big = cv2.resize(grid, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)
-    return np.clip(big[cell : cell + h, cell : cell + w], 0, 255).astype(np.uint8)
+    grid = np.clip(cv2.GaussianBlur(grid, (3, 3), 0), 0, 255).astype(np.uint8)
+    big = cv2.resize(grid, (gw * cell, gh * cell), interpolation=cv2.INTER_CUBIC)  # uint8: saturates, no clip
+    return big[cell : cell + h, cell : cell + w]
 
 
 def _layout_roads(scene: Scene) -> list[Road]:
@@ -358,21 +365,23 @@ def _blocks(scene: Scene, roads: list[Road], margin: int = 5) -> list[Block]:
             if x1 - x0 >= 80 and y1 - y0 >= 80]
 
 
-def _land_fraction(scene: Scene, b: Block) -> float:
-    return float((scene.ground[b.y0 : b.y1, b.x0 : b.x1] == LAND).mean())
-
-
 def _assign_blocks(scene: Scene, blocks: list[Block], kinds: Sequence[str]) -> list[Block]:
-    """Chosen block kinds take the largest mostly-dry blocks; a share of the rest goes to them too."""
+    """Chosen block kinds take the largest blocks (water is laid out later, around them); a share of the
+    rest goes to them too, the others stay spare."""
     rng = scene.rng
-    usable = [b for b in blocks if min(b.w, b.h) >= 150 and _land_fraction(scene, b) >= 0.6]
+    usable = [b for b in blocks if min(b.w, b.h) >= 150]
     usable.sort(key=lambda b: -b.w * b.h)
     wanted = [k for k in BLOCK_KINDS if k in kinds]
+    if "fields" in wanted and len(usable) > len(wanted) + 2:
+        wanted.insert(1, "fields")  # big objects: a second block
     for kind, block in zip(wanted, usable):
         block.kind = kind
+    taken = {k: wanted.count(k) for k in wanted}
     for block in usable[len(wanted) :]:
-        if wanted and rng.random() < 0.4:
-            block.kind = wanted[int(rng.integers(len(wanted)))]
+        open_kinds = [k for k in taken if taken[k] < 3]
+        if open_kinds and rng.random() < 0.4:
+            block.kind = open_kinds[int(rng.integers(len(open_kinds)))]
+            taken[block.kind] += 1
     return [b for b in blocks if b.kind]
 
 
@@ -473,9 +482,14 @@ def _kind_courts(scene: Scene, block: Block) -> None:
         _retry(10, _pool, scene, block, 50.0)
 
 
+def _fit(block: Block) -> float:
+    """Sports fields shrink in small blocks so that a track, a pitch and a diamond can share one."""
+    return min(1.0, math.sqrt(block.w * block.h / 300_000))
+
+
 def _track_field(scene: Scene, block: Block) -> bool:
     """A running track (rounded rectangle) with a pitch drawn inside."""
-    rng, s = scene.rng, scene.gsd
+    rng, s = scene.rng, scene.gsd * _fit(block)
     length = min(rng.uniform(300, 360) * s, max(block.w, block.h) * 0.92)
     width = length * rng.uniform(0.47, 0.52)
     angle = (0.0 if block.w >= block.h else math.pi / 2) + rng.uniform(-0.25, 0.25)
@@ -491,7 +505,7 @@ def _track_field(scene: Scene, block: Block) -> bool:
 
 
 def _soccer_field(scene: Scene, block: Block) -> bool:
-    rng, s = scene.rng, scene.gsd
+    rng, s = scene.rng, scene.gsd * _fit(block)
     length = min(rng.uniform(190, 220) * s, max(block.w, block.h) * 0.92)
     width = length * rng.uniform(0.62, 0.68)
     angle = rng.uniform(0, math.pi)
@@ -509,7 +523,7 @@ def _soccer_field(scene: Scene, block: Block) -> bool:
 
 def _baseball_diamond(scene: Scene, block: Block) -> bool:
     """A grass quarter-disc with a dirt infield and a grass diamond near home plate."""
-    rng, s = scene.rng, scene.gsd
+    rng, s = scene.rng, scene.gsd * _fit(block)
     radius = min(rng.uniform(110, 160) * s, max(block.w, block.h) * 0.8)
     angle = rng.uniform(0, 2 * math.pi)
     centre = block.spot(rng, _fan(radius), angle)
@@ -523,8 +537,10 @@ def _baseball_diamond(scene: Scene, block: Block) -> bool:
 
 
 def _kind_fields(scene: Scene, block: Block) -> None:
+    """A track, a soccer pitch and a baseball diamond; those the scene still lacks are tried first."""
     scene.paint_block(block, scene.block_canvas(block, _jitter((100, 130, 76), scene.rng, 8)))
-    for attempt in (_track_field, _soccer_field, _baseball_diamond):
+    makers = [(TRACK, _track_field), (SOCCER, _soccer_field), (BASEBALL, _baseball_diamond)]
+    for _, attempt in sorted(makers, key=lambda m: m[0] in scene.categories):
         _retry(30, attempt, scene, block)
     for _ in range(int(block.w * block.h / 250_000)):  # big blocks get a few more
         _retry(5, [_soccer_field, _baseball_diamond][int(scene.rng.integers(2))], scene, block)
@@ -593,7 +609,7 @@ def _kind_airport(scene: Scene, block: Block) -> None:
                 break
 
 
-def _kind_residential(scene: Scene, block: Block, pools: bool = True) -> None:
+def _kind_residential(scene: Scene, block: Block, objects: bool = True) -> None:
     rng, s = scene.rng, scene.gsd
     canvas = scene.block_canvas(block, _jitter((108, 130, 82), rng, 8))
     reserved = np.zeros((block.h, block.w), dtype=np.uint8)
@@ -613,7 +629,9 @@ def _kind_residential(scene: Scene, block: Block, pools: bool = True) -> None:
             cv2.fillPoly(reserved, [house], 1)
             houses.append((block.x0 + cx, block.y0 + cy + pitch_y * 0.4))
     scene.paint_block(block, canvas, reserved.astype(bool))
-    for _ in range(max(1, len(houses) // 6) if pools and houses else 0):
+    if not (objects and houses):  # spare blocks drawn last: houses only
+        return
+    for _ in range(max(1, len(houses) // 6)):
         _retry(10, lambda: _pool(scene, block, 30.0, houses[int(rng.integers(len(houses)))]))
     for hx, hy in houses:  # a car in some driveways
         if rng.random() < 0.25:
@@ -633,10 +651,10 @@ def _kind_parking(scene: Scene, block: Block) -> None:
     stall_len = car_len + 4 * s
     aisle = rng.uniform(18, 26) * s
     lv_len, lv_w = 52 * s, 16 * s
+    truck_v = rng.uniform(-0.3, 0.3) * min(block.w, block.h)  # the double row nearest to it holds trucks
     v = -reach
-    truck_row_done = False
     while v < reach:
-        trucks = (not truck_row_done and rng.random() < 0.35) or rng.random() < 0.08
+        trucks = abs(v + stall_len - truck_v) < stall_len + aisle / 2 or rng.random() < 0.06
         rows = [(v + lv_len / 2 + 2, LARGE_VEHICLE, lv_len + 4, lv_w + 6)] if trucks else [
             (v + stall_len / 2, SMALL_VEHICLE, stall_len, stall_w), (v + 1.5 * stall_len, SMALL_VEHICLE, stall_len, stall_w)]
         for rv, cat, slen, swid in rows:
@@ -649,7 +667,6 @@ def _kind_parking(scene: Scene, block: Block) -> None:
                 cv2.line(canvas, p0, p1, (196, 196, 190), 1)
                 jitter = rng.uniform(-0.06, 0.06)
                 block.stalls.append((block.x0 + x, block.y0 + y, angle + math.pi / 2 + jitter, cat))
-        truck_row_done |= trucks
         v += (lv_len + 4 + aisle) if trucks else (2 * stall_len + aisle)
     scene.paint_block(block, canvas)
 
@@ -699,20 +716,31 @@ def _fill_lots(scene: Scene, lots: list[Block], budget: int) -> None:
     rng = scene.rng
     for lot in lots:
         for x, y, angle, cat in lot.stalls:
-            if rng.random() < p:
+            if rng.random() < (p if cat == SMALL_VEHICLE else max(p, 0.3)):
                 _vehicle(scene, cat, x + rng.uniform(-1, 1), y + rng.uniform(-1, 1),
                          angle + (math.pi if rng.random() < 0.5 else 0), ON_LAND, lot)
 
 
-def _layout_river(scene: Scene) -> dict:
+def _layout_river(scene: Scene, score) -> dict:
+    """A straight river across the image: the best of 20 tries by `score` (what it leaves dry)."""
     rng, s = scene.rng, scene.gsd
-    cx, cy = rng.uniform(0.3, 0.7) * scene.w, rng.uniform(0.3, 0.7) * scene.h
-    angle = rng.uniform(0, math.pi)
-    width = rng.uniform(70, 150) * s
-    far = 2 * (scene.w + scene.h)
-    band = _place_local(_rect(2 * far, width), cx, cy, angle)
+    best = None
+    for _try in range(20):
+        cx, cy = rng.uniform(0.3, 0.7) * scene.w, rng.uniform(0.3, 0.7) * scene.h
+        angle, width = rng.uniform(0, math.pi), rng.uniform(70, 150) * s
+        nx, ny = -math.sin(angle), math.cos(angle)
+
+        def dry(rect, cx=cx, cy=cy, nx=nx, ny=ny, width=width) -> bool:
+            d = [(x - cx) * nx + (y - cy) * ny for x in (rect[0], rect[2]) for y in (rect[1], rect[3])]
+            return min(d) > width / 2 or max(d) < -width / 2
+
+        value = score(dry)
+        if best is None or value > best[0]:
+            best = (value, {"centre": (cx, cy), "angle": angle, "width": width})
+    river = best[1]
+    band = _place_local(_rect(4 * (scene.w + scene.h), river["width"]), *river["centre"], river["angle"])
     cv2.fillPoly(scene.ground, [np.rint(band).astype(np.int32)], WATER)
-    return {"centre": (cx, cy), "angle": angle, "width": width}
+    return river
 
 
 def _bridges(scene: Scene, river: dict) -> None:
@@ -741,21 +769,50 @@ def _bridges(scene: Scene, river: dict) -> None:
         scene.place(BRIDGE, outline, _jitter((168, 166, 160), rng, 6), ops, ON_ANY)
 
 
-def _layout_coast(scene: Scene) -> dict:
-    """Water along one image edge, behind a wavy shoreline."""
+def _layout_coast(scene: Scene, score) -> dict:
+    """Water along one image edge behind a wavy shoreline: the best of 20 tries by `score`."""
     rng = scene.rng
-    edge = int(rng.integers(4))  # 0 left, 1 right, 2 top, 3 bottom
-    along_len, across_len = (scene.h, scene.w) if edge < 2 else (scene.w, scene.h)
-    depth = rng.uniform(0.22, 0.35) * across_len
-    amp, period, phase = rng.uniform(10, 40), rng.uniform(400, 1200), rng.uniform(0, 2 * math.pi)
+    best = None
+    for _try in range(20):
+        edge = int(rng.integers(4))  # 0 left, 1 right, 2 top, 3 bottom
+        across_len = scene.w if edge < 2 else scene.h
+        depth = rng.uniform(0.22, 0.35) * across_len
+        amp, period, phase = rng.uniform(10, 40), rng.uniform(400, 1200), rng.uniform(0, 2 * math.pi)
+
+        def dry(rect, edge=edge, reach=depth + amp) -> bool:
+            x0, y0, x1, y1 = rect
+            return min(_edge_distance(scene, edge, x, y) for x in (x0, x1) for y in (y0, y1)) > reach
+
+        value = score(dry)
+        if best is None or value > best[0]:
+            best = (value, (edge, depth, amp, period, phase))
+    edge, depth, amp, period, phase = best[1]
 
     def shore(t: np.ndarray) -> np.ndarray:
         return depth + amp * np.sin(2 * math.pi * t / period + phase)
 
+    along_len = scene.h if edge < 2 else scene.w
     t = np.arange(-10, along_len + 40, 30, dtype=np.float64)
     poly = np.concatenate([[(t[0], -10)], np.stack([t, shore(t)], axis=1), [(t[-1], -10)]])
     cv2.fillPoly(scene.ground, [np.rint(_coast_to_image(scene, edge, poly)).astype(np.int32)], WATER)
     return {"edge": edge, "shore": shore, "along": along_len}
+
+
+def _water_score(blocks: list[Block], crossings: list[tuple[int, int]]):
+    """How good a water layout is: the blocks it leaves dry (big objects count most) and a dry road
+    crossing for a roundabout when one is wanted."""
+
+    def score(dry) -> float:
+        value = sum(DRY_WEIGHT.get(b.kind, 0) for b in blocks if dry((b.x0, b.y0, b.x1, b.y1)))
+        if crossings and any(dry((x - CLEARANCE, y - CLEARANCE, x + CLEARANCE, y + CLEARANCE)) for x, y in crossings):
+            value += 3
+        return value
+
+    return score
+
+
+def _edge_distance(scene: Scene, edge: int, x: float, y: float) -> float:
+    return (x, scene.w - 1 - x, y, scene.h - 1 - y)[edge]
 
 
 def _coast_to_image(scene: Scene, edge: int, pts: np.ndarray) -> np.ndarray:
@@ -814,28 +871,32 @@ def _ship_at(scene: Scene, x: float, y: float, angle: float, length: float, widt
 
 
 def _roundabouts(scene: Scene, roads: list[Road]) -> None:
+    """One or two C-shaped rings on road crossings (tried in random order until placed), island inside."""
     rng = scene.rng
     crossings = [(v, h) for v in roads if v.vertical for h in roads if not h.vertical]
-    chosen = rng.permutation(len(crossings))[: max(1, int(rng.integers(1, 3)))]
-    for k in chosen:
+    wanted, placed = int(rng.integers(1, 3)), 0
+    for k in rng.permutation(len(crossings)):
         v, h = crossings[int(k)]
         outer = max(v.width, h.width) * rng.uniform(1.4, 1.9)
         inner = outer * rng.uniform(0.5, 0.62)
-        island = np.rint(_ngon(inner - 1, 24) + (v.pos, h.pos)).astype(np.int32)
         gap, turn = rng.uniform(0.7, 1.2), rng.uniform(0, 2 * math.pi)
         ring = _place_local(_c_ring(outer, inner, gap), v.pos, h.pos, turn)
         t = np.linspace(gap / 2 + 0.1, 2 * math.pi - gap / 2 - 0.1, 24)
         mid = _place_local(np.stack([np.cos(t), np.sin(t)], axis=1) * (outer + inner) / 2, v.pos, h.pos, turn)
         if scene.place(ROUNDABOUT, ring, (128, 128, 126), [("lines", mid, (200, 200, 196), 1, False)], NOT_WATER):
+            island = np.rint(_ngon(inner - 1, 24) + (v.pos, h.pos)).astype(np.int32)
             cv2.fillPoly(scene.rgb, [island], (92, 130, 70))
             cv2.fillPoly(scene.ground, [island], RESERVED)
+            placed += 1
+            if placed == wanted:
+                return
 
 
 def _farmland(scene: Scene, block: Block) -> None:
     """Spare blocks: strips of fields, or houses."""
     rng = scene.rng
     if rng.random() < 0.35:
-        _kind_residential(scene, block, pools=False)
+        _kind_residential(scene, block, objects=False)
         return
     canvas = scene.block_canvas(block, FARM[0])
     horizontal = rng.random() < 0.5
@@ -888,10 +949,12 @@ def render_scene(width: int, height: int, kinds: Sequence[str], target: int, rng
     scene = Scene(width, height, rng, gsd=rng.uniform(0.85, 1.2))
     scene.rgb[:] = _smooth_field(width, height, rng, TERRAIN, int(rng.uniform(250, 450)))
     roads = _layout_roads(scene)
-    river = _layout_river(scene) if "river" in kinds else None
-    coast = _layout_coast(scene) if "harbour" in kinds else None
     blocks = _blocks(scene, roads)
     assigned = _assign_blocks(scene, blocks, kinds)
+    crossings = [(v.pos, h.pos) for v in roads if v.vertical for h in roads if not h.vertical]
+    score = _water_score(assigned, crossings if "roundabout" in kinds else [])
+    river = _layout_river(scene, score) if "river" in kinds else None
+    coast = _layout_coast(scene, score) if "harbour" in kinds else None
     _paint_roads(scene, roads)
     _paint_water(scene)
     if "roundabout" in kinds:
@@ -931,14 +994,16 @@ def _render_job(job: _Job) -> dict:
     stem = f"P{job.number:04d}"
     folder = Path(job.root) / job.split / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    base = job.number * ID_STRIDE
-    ids = scene.owner.astype(np.int32)
-    ids[scene.owner > 0] += base
-    id_bgr = np.dstack([(ids >> 16) & 255, (ids >> 8) & 255, ids & 255]).astype(np.uint8)
-    lut = np.zeros((len(scene.objects) + 1, 3), dtype=np.uint8)
-    for k, (cat, _) in enumerate(scene.objects, 1):
-        lut[k] = CLASS_COLOR[cat][::-1]
-    colour_bgr = lut[scene.owner]
+    base = (job.number + 1) * ID_STRIDE
+    ids = base + np.arange(len(scene.objects) + 1)
+    ids[0] = 0
+    id_lut = np.stack([ids >> 16, (ids >> 8) & 255, ids & 255], axis=1).astype(np.uint8)  # B, G, R
+    colour_lut = np.array([(0, 0, 0)] + [CLASS_COLOR[cat][::-1] for cat, _ in scene.objects], dtype=np.uint8)
+    painted = np.flatnonzero(scene.owner)  # objects cover a small share of the pixels
+    owners = scene.owner.ravel()[painted]
+    id_bgr, colour_bgr = np.zeros_like(scene.rgb), np.zeros_like(scene.rgb)
+    id_bgr.reshape(-1, 3)[painted] = id_lut[owners]
+    colour_bgr.reshape(-1, 3)[painted] = colour_lut[owners]
     image_bgr = cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR)
     png = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL]
     if job.geotiff:
@@ -950,7 +1015,7 @@ def _render_job(job: _Job) -> dict:
     cv2.imwrite(str(folder / f"{stem}_instance_id_RGB.png"), id_bgr, png)
     cv2.imwrite(str(folder / f"{stem}_instance_color_RGB.png"), colour_bgr, png)
 
-    areas = np.bincount(scene.owner.ravel(), minlength=len(scene.objects) + 1)
+    areas = np.bincount(owners, minlength=len(scene.objects) + 1)
     anns = []
     for k, (cat, pts) in enumerate(scene.objects, 1):
         (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
@@ -1003,11 +1068,11 @@ def _write_patches(folder: Path, stem: str, scene: Scene, image_bgr, id_bgr, col
             mask = (scene.owner[iy0:iy1, ix0:ix1] == k).astype(np.uint8)
             if not mask.any():
                 continue
-            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE,
                                            offset=(ix0 - win.x0, iy0 - win.y0))
-            polys = [c.reshape(-1, 2) for c in contours if len(c) > 4]
-            if not polys:
+            if not contours or min(len(c) for c in contours) <= 2:  # the devkit: a flat list of <= 4 numbers
                 continue
+            polys = [c.reshape(-1, 2) for c in contours]
             allpts = np.concatenate(polys)
             (x0, y0), (x1, y1) = allpts.min(axis=0), allpts.max(axis=0)
             anns.append({"category_id": scene.objects[i][0], "segmentation": [p.reshape(-1).tolist() for p in polys],
@@ -1075,7 +1140,8 @@ def generate(root: Path, scale: str = "tiny", seed: int = 0, splits: Sequence[st
     results: dict[str, list[dict]] = {split: [] for split in splits}
     bar = tqdm(total=len(jobs), desc=f"demo data ({scale})", unit="img", disable=not progress)
     if workers > 1:
-        with get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool half-locked and can hang
+        with get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
             for res in pool.imap(_render_job, jobs):
                 results[res["split"]].append(res)
                 bar.update()

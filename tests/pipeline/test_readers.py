@@ -145,5 +145,5 @@ def test_geotiff_keeps_crs_and_patch_transforms(tiny_geotiff_root, tmp_path):
             t, crs = f.transform, f.crs
         assert row["crs"] == crs.to_wkt()
         x0, y0 = row["window"][:2]
-        expected = t * rasterio.Affine.translation(x0, y0)
+        expected = t @ rasterio.Affine.translation(x0, y0)
         assert np.allclose(row["transform"], [expected.a, expected.b, expected.c, expected.d, expected.e, expected.f])
