@@ -95,6 +95,39 @@ def plan(
     typer.echo(report(summary))
 
 
+@app.command()
+def draft(
+    out: Annotated[Path, typer.Argument(help="Output root of `geopixeld plan` (holds <split>/plans).")],
+    split: Annotated[str, typer.Option(help="Split to draft.")] = "val",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Draft grounded descriptions for every plan (offline template drafter) into OUT/<split>/records."""
+    from .draft_run import PlansNotReady, run_draft
+
+    try:
+        summary = run_draft(out, split, progress=not quiet)
+    except PlansNotReady as exc:
+        _fail(str(exc))
+    typer.echo(summary.table())
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Argument(help="Output root holding <split>/records.")],
+    dest: Annotated[Path, typer.Argument(help="Folder for the GeoPixelD-layout files.")],
+    split: Annotated[str, typer.Option(help="Split to export.")] = "val",
+    prefix: Annotated[str, typer.Option(help="Path prefix written into the JSON, as in the release.")] = "data/GeoPixelD",
+) -> None:
+    """Export grounded records in the released GeoPixelD layout (index JSON + per-patch JSON with polygons)."""
+    from .draft_run import PlansNotReady, export_split
+
+    try:
+        path = export_split(out, split, dest, prefix)
+    except PlansNotReady as exc:
+        _fail(str(exc))
+    typer.echo(f"GeoPixelD layout: {path} and {dest / split}/")
+
+
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic iSAID-format dataset into.")],
@@ -125,6 +158,7 @@ def demo(
 ) -> None:
     """The first thing to run: generate the synthetic demo dataset and plan both splits on this machine."""
     from .demo_data import generate
+    from .draft_run import export_split, run_draft
     from .run import report, run_plan
 
     data, plans = out / "data", out / "out"
@@ -135,12 +169,16 @@ def demo(
         cfg = build_plan_config(None, {"source.root": str(data), "source.split": split, "output.out": str(plans),
                                        "workers": workers})
         typer.echo(report(run_plan(cfg, progress=not quiet, overwrite=True)))
+        typer.echo(run_draft(plans, split, progress=not quiet).table())
+        export_split(plans, split, out / "geopixeld")
     typer.echo(
         "\nDone. Open next:\n"
         f"  {plans}/val/som/       set-of-marks images (numbered key instances, 3x3 grid)\n"
         f"  {plans}/val/patches/   the 800x800 patches\n"
         f"  {plans}/val/plans/     Parquet plans: python -c \"import pandas as pd; "
         f"print(pd.read_parquet('{plans}/val/plans').head())\"\n"
+        f"  {plans}/val/records/   grounded descriptions (offline template drafter, no model)\n"
+        f"  {out}/geopixeld/       the same records in the released GeoPixelD layout\n"
         "  docs/plan-schema.md    what every column means"
     )
 

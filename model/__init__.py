@@ -1,0 +1,1 @@
+"""The bundled GeoPixel model: architecture, data loader, trainer and metrics."""

@@ -1,0 +1,50 @@
+"""Grounded-conversation (GCG) records: the Parquet schema (version 1) of what the drafting stage writes.
+
+One row per patch: the merged description with `<p> tag </p> [SEG]` phrases, each phrase's character span
+and mask, the tier texts it was merged from, what was dropped and why, and the provenance of the text.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .plan_schema import RLE
+
+GCG_SCHEMA_VERSION = 1
+
+PHRASE = pa.struct([
+    ("tag", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("kind", pa.string()),
+    ("category", pa.string()), ("object_ids", pa.list_(pa.int64())), ("rle", RLE),
+])
+TEXT = pa.struct([("tag", pa.string()), ("text", pa.string())])
+DROPPED = pa.struct([("tag", pa.string()), ("reason", pa.string())])
+PROVENANCE = pa.struct([
+    ("drafter", pa.string()),  # "template" (offline, no model) or "lmm"
+    ("drafter_version", pa.string()),
+    ("model", pa.string()),  # served model name; null for the template drafter
+    ("sampling", pa.string()),  # JSON of the sampling settings
+    ("prompt_hashes", pa.list_(TEXT)),  # (tier, sha256 of the prompt template)
+    ("plan_config_hash", pa.string()),
+])
+
+GCG_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int16()),
+        ("patch_id", pa.string()),
+        ("split", pa.string()),
+        ("image_path", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("description", pa.string()),
+        ("phrases", pa.list_(PHRASE)),
+        ("holistic", pa.string()),
+        ("instance_texts", pa.list_(TEXT)),
+        ("group_texts", pa.list_(TEXT)),
+        ("dropped", pa.list_(DROPPED)),
+        ("status", pa.string()),  # "ok" or "failed" (then `error` says why; description may be null)
+        ("error", pa.string()),
+        ("provenance", PROVENANCE),
+        ("curation_status", pa.string()),  # "pending" until curation decides
+    ],
+    metadata={"geopixeld.kind": "gcg", "geopixeld.schema_version": str(GCG_SCHEMA_VERSION)},
+)

@@ -1,0 +1,1 @@
+"""Prompt templates for the LMM drafting stage (one per tier, plus the merge)."""
