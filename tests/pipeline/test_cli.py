@@ -80,3 +80,10 @@ def test_docs_plan_schema_names_every_column():
     names = [f.name for f in PLAN_SCHEMA] + [f.name for t in (OBJECT, GROUP, MARK) for f in t]
     missing = [n for n in names if f"`{n}`" not in doc]
     assert not missing
+
+
+def test_docs_gcg_schema_names_every_column():
+    from pipeline.gcg_schema import GCG_SCHEMA
+
+    doc = (REPO / "docs/gcg-schema.md").read_text()
+    assert not [f.name for f in GCG_SCHEMA if f"`{f.name}`" not in doc]

@@ -132,8 +132,7 @@ def test_every_category_appears_and_some_shapes_are_concave(tiny_root):
         by_cat.setdefault(a["category_id"], []).append(Polygon(np.reshape(a["segmentation"][0], (-1, 2))))
     for cat in (12, 14, 10):  # roundabout (C-shaped ring), plane and helicopter (crosses)
         assert all(p.area < 0.9 * p.convex_hull.area for p in by_cat[cat]), cat
-    small = [p for p in by_cat[9]]
-    assert len(small) == max(len(v) for v in by_cat.values()) or len(small) >= 40  # small vehicles are common
+    assert len(by_cat[9]) >= 30  # small vehicles are common
 
 
 def test_some_objects_straddle_patch_borders(tiny_root):
