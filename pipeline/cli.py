@@ -99,14 +99,36 @@ def plan(
 def draft(
     out: Annotated[Path, typer.Argument(help="Output root of `geopixeld plan` (holds <split>/plans).")],
     split: Annotated[str, typer.Option(help="Split to draft.")] = "val",
+    vllm_url: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_URL", help="vLLM server URL(s), comma-separated, "
+                        "for the holistic, instance and group tiers; without one the offline template drafter runs.")] = None,
+    model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_MODEL", help="Served model name (--served-model-name).")] = None,
+    merge_url: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_URL", help="Server(s) for the merge (a text LLM); default: --vllm-url.")] = None,
+    merge_model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_MODEL", help="Model of the merge server; default: --model.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Name of the environment variable holding the servers' API key (never logged).")] = "GEOPIXELD_VLLM_API_KEY",
+    instance_mode: Annotated[str, typer.Option(help="per-object (one request per marked object, as in the paper) or per-patch (one request for all).")] = "per-object",
+    max_in_flight: Annotated[int, typer.Option(help="Requests in flight at once, over all servers.")] = 16,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.2,
+    prompts_dir: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates that override the bundled ones (holistic.txt, instance.txt, ...).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Draft grounded descriptions for every plan (offline template drafter) into OUT/<split>/records."""
+    """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, or the offline template drafter)."""
     from .draft_run import PlansNotReady, run_draft
+    from .lmm_client import Endpoint, LMMUnavailable
 
+    lmm = None
+    if vllm_url:
+        if not model:
+            _fail("--model (or GEOPIXELD_VLLM_MODEL) is needed with --vllm-url")
+        if instance_mode not in ("per-object", "per-patch"):
+            _fail("--instance-mode must be per-object or per-patch")
+        from .lmm_draft import LMMSettings
+
+        eps = [Endpoint(u.strip(), model, api_key_env) for u in vllm_url.split(",") if u.strip()]
+        merge = [Endpoint(u.strip(), merge_model or model, api_key_env) for u in merge_url.split(",")] if merge_url else None
+        lmm = LMMSettings(eps, merge, instance_mode, temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
     try:
-        summary = run_draft(out, split, progress=not quiet)
-    except PlansNotReady as exc:
+        summary = run_draft(out, split, progress=not quiet, lmm=lmm)
+    except (PlansNotReady, LMMUnavailable) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
 

@@ -6,6 +6,8 @@ before it is written, and a record that does not ground is written as failed wit
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,9 @@ class DraftSummary:
         s = self.stats
         return (f"Records in {self.records_dir}\n  shards        {s['shards']} ({s['skipped']} already finished, skipped)\n"
                 f"  records       {s['records']} ({s['ok']} grounded, {s['failed']} failed)\n"
-                f"  phrases       {s['phrases']} ({s['instance_phrases']} instance, {s['group_phrases']} group)")
+                f"  phrases       {s['phrases']} ({s['instance_phrases']} instance, {s['group_phrases']} group)"
+                + (f"\n  LMM requests  {s['requests_sent']} sent, {s['cache_hits']} answered from the cache"
+                   if "requests_sent" in s else ""))
 
 
 def template_record(plan: PatchPlan, vocab) -> dict:
@@ -53,7 +57,7 @@ def template_record(plan: PatchPlan, vocab) -> dict:
         "holistic": d["holistic"],
         "instance_texts": [{"tag": k, "text": v} for k, v in d["instances"].items()],
         "group_texts": [{"tag": k, "text": v} for k, v in d["groups"].items()],
-        "dropped": [], "status": "ok" if ok else "failed",
+        "dropped": [], "failures": [], "status": "ok" if ok else "failed",
         "error": None if ok else "; ".join(g.errors + [f"missing tag {t!r}" for t in g.missing]),
         "provenance": {"drafter": template_drafter.DRAFTER, "drafter_version": template_drafter.VERSION,
                        "model": None, "sampling": None, "prompt_hashes": [], "plan_config_hash": plan.config_hash},
@@ -61,7 +65,36 @@ def template_record(plan: PatchPlan, vocab) -> dict:
     }
 
 
-def run_draft(out: Path, split: str, progress: bool = True) -> DraftSummary:
+def run_draft(out: Path, split: str, progress: bool = True, lmm=None) -> DraftSummary:
+    """Draft every plan shard of a split; `lmm` (LMMSettings) drafts with vLLM, else the template drafter."""
+    if lmm is None:
+        return _run(out, split, progress, None, template_drafter.DRAFTER)
+    from .lmm_cache import ReplyCache
+    from .lmm_draft import Drafting
+
+    cache = ReplyCache(Path(out) / split / "lmm_cache.sqlite")
+    loop = asyncio.new_event_loop()  # one loop for the whole run: the client's pool and semaphore live on it
+
+    async def make() -> Drafting:
+        return Drafting(lmm, cache)
+
+    drafting = loop.run_until_complete(make())
+    drafting.loop = loop
+    signature = "lmm:" + json.dumps({"models": sorted(e.model for e in lmm.endpoints), **lmm.sampling(),
+                                     "prompts": {n: t.sha256 for n, t in drafting.templates.items()}}, sort_keys=True)
+    try:
+        summary = _run(out, split, progress, drafting, signature)
+        summary.stats["requests_sent"] = sum(drafting.client.state.sent.values()) + (
+            sum(drafting.merge_client.state.sent.values()) if drafting.merge_client is not drafting.client else 0)
+        summary.stats["cache_hits"] = cache.hits
+        return summary
+    finally:
+        loop.run_until_complete(drafting.aclose())
+        loop.close()
+        cache.close()
+
+
+def _run(out: Path, split: str, progress: bool, drafting, signature: str) -> DraftSummary:
     plans_dir = Path(out) / split / "plans"
     plans = read_manifest(plans_dir)
     if not plans or not plans.get("complete"):
@@ -70,24 +103,31 @@ def run_draft(out: Path, split: str, progress: bool = True) -> DraftSummary:
     rec_dir = Path(out) / split / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(rec_dir) or {"kind": "geopixeld-records", "schema_version": GCG_SCHEMA_VERSION,
-                                         "drafter": template_drafter.DRAFTER, "shards": {}}
+                                         "shards": {}}
     summary = DraftSummary(rec_dir)
     for name in tqdm(sorted(plans["shards"]), desc=f"draft {split}", unit="shard", disable=not progress):
         rec_name = name.replace("plans-", "records-")
         entry = manifest["shards"].get(rec_name)
         summary.stats["shards"] += 1
-        if entry and entry["plan_sha256"] == plans["shards"][name]["sha256"] and finished(rec_dir, manifest, rec_name):
+        if (entry and entry["plan_sha256"] == plans["shards"][name]["sha256"] and entry.get("drafter") == signature
+                and finished(rec_dir, manifest, rec_name)):
             summary.stats["skipped"] += 1
             summary.stats.update(entry["stats"])
             continue
-        rows = [template_record(row_to_plan(r), vocab) for r in pq.read_table(plans_dir / name).to_pylist()]
+        shard_plans = [row_to_plan(r) for r in pq.read_table(plans_dir / name).to_pylist()]
+        if drafting is None:
+            rows = [template_record(p, vocab) for p in shard_plans]
+        else:
+            from .lmm_draft import draft_plans
+
+            rows = drafting.loop.run_until_complete(draft_plans(shard_plans, Path(out) / split, drafting))
         stats = Counter(records=len(rows), ok=sum(r["status"] == "ok" for r in rows),
                         failed=sum(r["status"] != "ok" for r in rows),
                         phrases=sum(len(r["phrases"]) for r in rows),
                         instance_phrases=sum(p["kind"] == "instance" for r in rows for p in r["phrases"]),
                         group_phrases=sum(p["kind"] == "group" for r in rows for p in r["phrases"]))
         sha = write_table(pa.Table.from_pylist(rows, schema=GCG_SCHEMA), rec_dir / rec_name)
-        manifest["shards"][rec_name] = {"sha256": sha, "plan_sha256": plans["shards"][name]["sha256"],
+        manifest["shards"][rec_name] = {"sha256": sha, "plan_sha256": plans["shards"][name]["sha256"], "drafter": signature,
                                         "rows": len(rows), "stats": dict(stats)}
         write_manifest(rec_dir, manifest)
         summary.stats.update(stats)

@@ -18,6 +18,7 @@ PHRASE = pa.struct([
 ])
 TEXT = pa.struct([("tag", pa.string()), ("text", pa.string())])
 DROPPED = pa.struct([("tag", pa.string()), ("reason", pa.string())])
+FAILURE = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("reason", pa.string()), ("raw", pa.string())])
 PROVENANCE = pa.struct([
     ("drafter", pa.string()),  # "template" (offline, no model) or "lmm"
     ("drafter_version", pa.string()),
@@ -41,6 +42,7 @@ GCG_SCHEMA = pa.schema(
         ("instance_texts", pa.list_(TEXT)),
         ("group_texts", pa.list_(TEXT)),
         ("dropped", pa.list_(DROPPED)),
+        ("failures", pa.list_(FAILURE)),  # LMM replies refused (raw text kept, cut at 2,000 characters)
         ("status", pa.string()),  # "ok" or "failed" (then `error` says why; description may be null)
         ("error", pa.string()),
         ("provenance", PROVENANCE),

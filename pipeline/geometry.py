@@ -118,10 +118,15 @@ def rasterize(geom: BaseGeometry, height: int, width: int) -> tuple[np.ndarray, 
     crop = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
     off = np.array([x0, y0], dtype=np.float64)
     for poly in getattr(geom, "geoms", [geom]):
-        cv2.fillPoly(crop, [_ring(poly.exterior.coords, off)], 1)
         holes = [_ring(r.coords, off) for r in poly.interiors]
-        if holes:
-            cv2.fillPoly(crop, holes, 0)
+        if not holes:
+            cv2.fillPoly(crop, [_ring(poly.exterior.coords, off)], 1)
+            continue
+        # a part with holes is drawn on its own, so its holes never erase another part (an island in a hole)
+        part = np.zeros_like(crop)
+        cv2.fillPoly(part, [_ring(poly.exterior.coords, off)], 1)
+        cv2.fillPoly(part, holes, 0)
+        crop |= part
     if not crop.any():
         return None
     return crop.astype(bool), x0, y0

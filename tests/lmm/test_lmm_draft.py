@@ -1,0 +1,81 @@
+"""LMM drafting against the real vLLM server: grounding, drops, provenance, both instance modes, the cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.draft_run import run_draft
+from pipeline.lmm_client import Endpoint, LMMUnavailable
+from pipeline.lmm_draft import LMMSettings
+from pipeline.run import run_plan
+from tests.conftest import make_config
+from tests.lmm.conftest import free_port
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+@pytest.fixture
+def planned(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    run_plan(make_config(tiny_root, out, filters={"max_objects": 20}), progress=False)  # a couple of patches
+    return out
+
+
+def _records(out):
+    return ds.dataset(out / "val/records", format="parquet").to_table().to_pylist()
+
+
+def _plans(out):
+    return {r["patch_id"]: r for r in ds.dataset(out / "val/plans", format="parquet").to_table().to_pylist()}
+
+
+@pytest.mark.parametrize("mode", ["per-object", "per-patch"])
+def test_lmm_records_are_grounded_or_refused(vllm_server, planned, mode):
+    ep = Endpoint(vllm_server.url, vllm_server.model, vllm_server.api_key_env)
+    summary = run_draft(planned, "val", progress=False, lmm=LMMSettings([ep], instance_mode=mode, max_in_flight=4))
+    assert summary.stats["requests_sent"] > 0
+    plans = _plans(planned)
+    recs = _records(planned)
+    assert {r["patch_id"] for r in recs} == set(plans)
+    for r in recs:
+        plan = plans[r["patch_id"]]
+        planned_tags = {o["tag"] for o in plan["objects"] if o["tier"] == "instance"} | {g["tag"] for g in plan["groups"]}
+        assert r["provenance"]["drafter"] == "lmm" and r["provenance"]["model"] == "tiny"
+        assert len(r["provenance"]["prompt_hashes"]) == 5
+        assert json.loads(r["provenance"]["sampling"])["instance_mode"] == mode
+        for f in r["failures"]:
+            assert f["reason"] and f["tier"] in ("holistic", "instance", "group", "merge")
+        if r["status"] != "ok":
+            assert r["description"] is None and r["error"]
+            continue
+        tags = [p["tag"] for p in r["phrases"]]
+        dropped = {d["tag"] for d in r["dropped"]}
+        assert set(tags) | dropped == planned_tags and not set(tags) & dropped and len(tags) == len(set(tags))
+        assert [r["description"][p["start"] : p["end"]] for p in r["phrases"]] == tags
+        assert r["description"].count("[SEG]") == len(tags)
+        for p in r["phrases"]:
+            src = next((o for o in plan["objects"] if o["tag"] == p["tag"]), None) or next(
+                g for g in plan["groups"] if g["tag"] == p["tag"])
+            assert p["rle"]["counts"] == src["rle"]["counts"]
+
+
+def test_rerun_sends_no_request_that_already_succeeded(vllm_server, planned):
+    ep = Endpoint(vllm_server.url, vllm_server.model, vllm_server.api_key_env)
+    first = run_draft(planned, "val", progress=False, lmm=LMMSettings([ep], max_in_flight=4))
+    before = _records(planned)
+    shutil.rmtree(planned / "val/records")  # the records are gone; the reply cache is not
+    again = run_draft(planned, "val", progress=False, lmm=LMMSettings([ep], max_in_flight=4))
+    assert first.stats["requests_sent"] > 0 and again.stats["requests_sent"] == 0
+    assert again.stats["cache_hits"] >= first.stats["requests_sent"]
+    assert _records(planned) == before
+
+
+def test_unreachable_server_is_named_and_plans_stay(planned):
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(LMMUnavailable, match=dead):
+        run_draft(planned, "val", progress=False, lmm=LMMSettings([Endpoint(dead, "tiny")], timeout=5))
+    assert list((planned / "val/plans").glob("plans-*.parquet"))
