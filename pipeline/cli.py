@@ -178,7 +178,12 @@ def demo(
     workers: Annotated[int, typer.Option(help="Worker processes; 0 uses every core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """The first thing to run: generate the synthetic demo dataset and plan both splits on this machine."""
+    """The first thing to run: generate the synthetic demo dataset, plan, draft and export both splits.
+
+    Drafting uses vLLM when GEOPIXELD_VLLM_URL and GEOPIXELD_VLLM_MODEL are set, else the offline template drafter.
+    """
+    import os
+
     from .demo_data import generate
     from .draft_run import export_split, run_draft
     from .run import report, run_plan
@@ -191,7 +196,7 @@ def demo(
         cfg = build_plan_config(None, {"source.root": str(data), "source.split": split, "output.out": str(plans),
                                        "workers": workers})
         typer.echo(report(run_plan(cfg, progress=not quiet, overwrite=True)))
-        typer.echo(run_draft(plans, split, progress=not quiet).table())
+        typer.echo(run_draft(plans, split, progress=not quiet, lmm=_env_lmm()).table())
         export_split(plans, split, out / "geopixeld")
     typer.echo(
         "\nDone. Open next:\n"
@@ -199,10 +204,28 @@ def demo(
         f"  {plans}/val/patches/   the 800x800 patches\n"
         f"  {plans}/val/plans/     Parquet plans: python -c \"import pandas as pd; "
         f"print(pd.read_parquet('{plans}/val/plans').head())\"\n"
-        f"  {plans}/val/records/   grounded descriptions (offline template drafter, no model)\n"
+        f"  {plans}/val/records/   grounded descriptions ("
+        + ("drafted with vLLM" if os.environ.get("GEOPIXELD_VLLM_URL") else "offline template drafter; set "
+           "GEOPIXELD_VLLM_URL and GEOPIXELD_VLLM_MODEL to draft with vLLM") + ")\n"
         f"  {out}/geopixeld/       the same records in the released GeoPixelD layout\n"
         "  docs/plan-schema.md    what every column means"
     )
+
+
+def _env_lmm():
+    """LMM settings from GEOPIXELD_VLLM_URL / GEOPIXELD_VLLM_MODEL, or None for the offline template drafter."""
+    import os
+
+    url = os.environ.get("GEOPIXELD_VLLM_URL")
+    if not url:
+        return None
+    model = os.environ.get("GEOPIXELD_VLLM_MODEL")
+    if not model:
+        _fail("GEOPIXELD_VLLM_URL is set but GEOPIXELD_VLLM_MODEL (the served model name) is not")
+    from .lmm_client import Endpoint
+    from .lmm_draft import LMMSettings
+
+    return LMMSettings([Endpoint(u.strip(), model, "GEOPIXELD_VLLM_API_KEY") for u in url.split(",") if u.strip()])
 
 
 def main() -> None:

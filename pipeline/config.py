@@ -41,7 +41,8 @@ class SourceConfig(_Model):
     split: str = Field("val", description="Split folder under the root (iSAID: train or val).")
     format: SourceFormat = Field(
         "isaid",
-        description="isaid: COCO JSON + images; isaid-masks: the two mask PNGs beside each image; "
+        description="isaid: COCO JSON + images (or, without the JSON, the two mask PNGs beside each image); "
+        "isaid-masks: the two mask PNGs beside each image; "
         "isaid-patches: patches already cut by the iSAID devkit; coco: any COCO-style dataset.",
     )
     annotations: Path | None = Field(

@@ -54,9 +54,12 @@ def open_source(cfg: SourceConfig, quarantine: Quarantine, bounds_tolerance: flo
     if not root.is_dir():
         raise SourceError(f"{root}: dataset root is not a folder")
     vocab = vocabulary_for(cfg)
-    if cfg.format == "isaid-masks":
+    fmt = cfg.format
+    if fmt == "isaid" and cfg.annotations is None and not (root / annotation_file(cfg)).exists():
+        fmt = "isaid-masks"  # the release's other layout: no JSON, the two mask PNGs beside each image
+    if fmt == "isaid-masks":
         images = masks_png.read_mask_pairs(root, image_dir(cfg), quarantine)
-    elif cfg.format == "isaid-patches":
+    elif fmt == "isaid-patches":
         images = patches.read_devkit_patches(root, cfg, vocab, quarantine, bounds_tolerance)
     else:
         images = coco.read_coco(root, annotation_file(cfg), image_dir(cfg), vocab, cfg, quarantine, bounds_tolerance)

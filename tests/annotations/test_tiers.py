@@ -189,13 +189,8 @@ def test_buckets_1x2_and_2x1_cell_words():
 
 
 def test_buckets_3x3_cell_words():
-    words = {}
-    oid = 0
-    for r, y in enumerate((100, 400, 700)):
-        for c, x in enumerate((100, 400, 700)):
-            oid += 1
-            words[oid] = (x, y)
-    ships = [obj(k, SHIP, 100, x, y) for k, (x, y) in words.items()]
+    centres = [(x, y) for y in (100, 400, 700) for x in (100, 400, 700)]  # rows first
+    ships = [obj(k, SHIP, 100, x, y) for k, (x, y) in enumerate(centres, start=1)]
     buckets = bucket_groups(ships, TierRule(group_grid="3x3"), 800, 800)
     assert [b.cell for b in buckets] == ["top left", "top", "top right", "left", "center", "right",
                                          "bottom left", "bottom", "bottom right"]
@@ -204,7 +199,7 @@ def test_buckets_3x3_cell_words():
 
 def test_buckets_auto_grid_per_category():
     # 2 ships -> one whole-image group; 6 cars spread left/right -> 1x2
-    ships = [obj(50, SHIP, 100, 100, 100), obj(51, SHIP, 700, 700, 100)]
+    ships = [obj(50, SHIP, 100, 100, 100), obj(51, SHIP, 100, 700, 700)]
     cars = [obj(i, CAR, 100, 100 + 20 * i, 400) for i in range(3)] + [obj(10 + i, CAR, 100, 600 + 20 * i, 420)
                                                                       for i in range(3)]
     buckets = bucket_groups(cars + ships, TierRule(), 800, 800)

@@ -147,3 +147,13 @@ def test_geotiff_keeps_crs_and_patch_transforms(tiny_geotiff_root, tmp_path):
         x0, y0 = row["window"][:2]
         expected = t @ rasterio.Affine.translation(x0, y0)
         assert np.allclose(row["transform"], [expected.a, expected.b, expected.c, expected.d, expected.e, expected.f])
+
+
+def test_release_folder_without_json_is_read_from_its_mask_pngs(tiny_root, tmp_path):
+    """`geopixeld plan ROOT OUT --split val` on the mask-PNG layout of the release needs no --format."""
+    root = tmp_path / "masks_only"
+    shutil.copytree(tiny_root / "val", root / "val")
+    (root / "val/Annotations/iSAID_val.json").unlink()
+    run_plan(make_config(root, tmp_path / "png"), progress=False)
+    run_plan(make_config(tiny_root, tmp_path / "json"), progress=False)
+    _assert_same_objects(_rows(tmp_path / "json"), _rows(tmp_path / "png"), min_iou=0.9)
