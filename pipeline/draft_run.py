@@ -41,7 +41,8 @@ class DraftSummary:
         return (f"Records in {self.records_dir}\n  shards        {s['shards']} ({s['skipped']} already finished, skipped)\n"
                 f"  records       {s['records']} ({s['ok']} grounded, {s['failed']} failed)\n"
                 f"  phrases       {s['phrases']} ({s['instance_phrases']} instance, {s['group_phrases']} group)"
-                + (f"\n  LMM requests  {s['requests_sent']} sent, {s['cache_hits']} answered from the cache"
+                + (f"\n  LMM requests  {s['requests_sent']} sent ({s['prompt_tokens']} prompt tokens, "
+                   f"{s['completion_tokens']} completion tokens), {s['cache_hits']} answered from the cache"
                    if "requests_sent" in s else ""))
 
 
@@ -87,6 +88,8 @@ def run_draft(out: Path, split: str, progress: bool = True, lmm=None) -> DraftSu
         summary.stats["requests_sent"] = sum(drafting.client.state.sent.values()) + (
             sum(drafting.merge_client.state.sent.values()) if drafting.merge_client is not drafting.client else 0)
         summary.stats["cache_hits"] = cache.hits
+        summary.stats["prompt_tokens"] = drafting.tokens["prompt"]
+        summary.stats["completion_tokens"] = drafting.tokens["completion"]
         return summary
     finally:
         loop.run_until_complete(drafting.aclose())

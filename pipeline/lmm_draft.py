@@ -56,6 +56,7 @@ class Drafting:
     merge_client: LMMClient = field(init=False)
     templates: dict = field(init=False)
     loop: asyncio.AbstractEventLoop | None = None  # the run's event loop (set by the caller)
+    tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})  # of requests actually sent
 
     def __post_init__(self):
         s = self.settings
@@ -83,6 +84,8 @@ class Drafting:
             if hit is None:
                 reply = await client.chat(messages, fmt, **sampling)
                 hit = (reply.text, reply.finish_reason, reply.usage)
+                self.tokens["prompt"] += reply.usage.get("prompt_tokens", 0)
+                self.tokens["completion"] += reply.usage.get("completion_tokens", 0)
                 self.cache.put(key, *hit)
             try:
                 return parse_reply(hit[0], ask.schema, hit[1])

@@ -30,6 +30,37 @@ class VLLMServer:
     model: str
     api_key_env: str
     log: Path
+    cmd: list
+    env: dict
+    proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 300) -> None:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"vllm serve not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(2)
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (it spawns an engine process), SIGKILL after 30 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
 
 def free_port() -> int:
@@ -48,36 +79,17 @@ def vllm_server(tmp_path_factory):
     subprocess.run([str(VLLM_VENV / "bin" / "python"), str(Path(__file__).with_name("make_tiny_qwen2vl.py")), str(model)],
                    check=True, capture_output=True, timeout=300)
     port = free_port()
-    log = work / "vllm.log"
     env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "VLLM_API_KEY": API_KEY}
     cmd = [str(vllm), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
            "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--max-num-seqs", "4",
            "--enable-prefix-caching", "--limit-mm-per-prompt", '{"image":1,"video":0}',
            "--structured-outputs-config", '{"backend":"xgrammar","disable_any_whitespace":true}']
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = VLLMServer(f"http://127.0.0.1:{port}", "tiny", "GEOPIXELD_TEST_VLLM_KEY", work / "vllm.log", cmd, env)
+    os.environ["GEOPIXELD_TEST_VLLM_KEY"] = API_KEY
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vllm serve not ready after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
-        os.environ["GEOPIXELD_TEST_VLLM_KEY"] = API_KEY
-        yield VLLMServer(url, "tiny", "GEOPIXELD_TEST_VLLM_KEY", log)
+        server.start()
+        yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        print(f"vllm serve stopped (log: {log})", file=sys.stderr)
+        server.stop()
+        print(f"vllm serve stopped (log: {server.log})", file=sys.stderr)

@@ -79,3 +79,42 @@ def test_unreachable_server_is_named_and_plans_stay(planned):
     with pytest.raises(LMMUnavailable, match=dead):
         run_draft(planned, "val", progress=False, lmm=LMMSettings([Endpoint(dead, "tiny")], timeout=5))
     assert list((planned / "val/plans").glob("plans-*.parquet"))
+
+
+def test_server_restart_mid_run_resumes_without_repeating_answered_requests(vllm_server, tiny_root, tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    out = tmp_path / "out"
+    run_plan(make_config(tiny_root, out), progress=False)
+    ep = Endpoint(vllm_server.url, vllm_server.model, vllm_server.api_key_env)
+    settings = LMMSettings([ep], max_in_flight=2, timeout=10)
+    errors = []
+
+    def draft():
+        try:
+            run_draft(out, "val", progress=False, lmm=settings)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    cache = out / "val/lmm_cache.sqlite"
+    thread = threading.Thread(target=draft)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if cache.exists() and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM replies").fetchone()[0] >= 5:
+            break
+        time.sleep(0.2)
+    vllm_server.stop()  # the server goes away in the middle of the run
+    thread.join(120)
+    try:
+        assert errors and isinstance(errors[0], LMMUnavailable) and vllm_server.url in str(errors[0])
+        answered = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    finally:
+        vllm_server.start()  # and comes back
+    resumed = run_draft(out, "val", progress=False, lmm=settings)
+    assert resumed.stats["cache_hits"] >= answered >= 5
+    assert resumed.stats["records"] == len(_plans(out)) and resumed.stats["prompt_tokens"] > 0
+    fresh = run_draft(out, "val", progress=False, lmm=settings)  # everything finished: nothing is sent again
+    assert fresh.stats["requests_sent"] == 0 and fresh.stats["skipped"] == fresh.stats["shards"]
