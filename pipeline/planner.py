@@ -43,9 +43,11 @@ class _Source:
     object_id: int
     category_id: int
     geom: object | None = None
-    crop: np.ndarray | None = None  # bool crop in image coordinates
-    x0: int = 0
+    crop: np.ndarray | None = None  # bool crop in image coordinates (RLE sources)
+    x0: int = 0  # bounding box in image pixels, end exclusive (x1, y1 set for mask sources)
     y0: int = 0
+    x1: int = 0
+    y1: int = 0
 
 
 def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Path) -> ImageResult:
@@ -143,8 +145,7 @@ def _mask_sources(img: SourceImage, w: int, h: int, vocab: Vocabulary, q: Quaran
             q.report(Issue("category-unknown", str(img.color_mask_path), f"class colour ({r}, {g}, {b}) of instance "
                            f"{val} is not a category colour", image=img.name, ann_id=val))
             continue
-        sources.append(_Source(val, cat.id, x0=int(xs.min()), y0=int(ys.min()),
-                               crop=np.array([xs.max() + 1, ys.max() + 1])))  # crop holds the far corner here
+        sources.append(_Source(val, cat.id, x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1))
     return sources, ids
 
 
@@ -152,7 +153,7 @@ def _clip_masks(sources: list[_Source], id_map: np.ndarray, win: Window, cfg: Pl
     patch = id_map[win.y0 : win.y1, win.x0 : win.x1]
     out = []
     for s in sources:
-        x1, y1 = s.crop
+        x1, y1 = s.x1, s.y1
         if x1 <= win.x0 or y1 <= win.y0 or s.x0 >= win.x1 or s.y0 >= win.y1:
             continue
         cx0, cy0 = max(s.x0 - win.x0, 0), max(s.y0 - win.y0, 0)
