@@ -13,6 +13,7 @@ from pipeline.records import Group, PatchPlan, PlannedObject
 
 DRAFTER = "template"
 VERSION = "1"
+_ORIENTATION = {"horizontal": "oriented horizontally", "vertical": "oriented vertically"}
 
 
 def _count_phrase(n: int, singular: str, plural: str) -> str:
@@ -38,7 +39,7 @@ def holistic(plan: PatchPlan, vocab: Vocabulary) -> str:
 def instance_sentence(o: PlannedObject) -> str:
     extra = []
     if o.orientation:
-        extra.append(f"oriented {o.orientation}" if not o.orientation.startswith("diagonal") else f"running {o.orientation}")
+        extra.append(_ORIENTATION.get(o.orientation) or "running " + o.orientation.replace("diagonal", "diagonally", 1))
     if o.truncated:
         extra.append("partly cut by the image border")
     tail = (", " + ", ".join(extra)) if extra else ""

@@ -3,7 +3,8 @@
 Used by `geopixeld demo` (scale `small`), the tests (`tiny`) and the benchmark (`isaid`: ~1,400 images,
 ~470,000 instances). Nothing here is learned or downloaded: every scene is drawn with OpenCV from a random
 generator seeded by (seed, image number), so images can be rendered in any order, by any number of worker
-processes, and the same seed always gives the same pixels and byte-identical JSON.
+processes (`workers` > 1: a spawn-started multiprocessing Pool; fork can deadlock inside OpenCV), and the
+same seed always gives the same pixels and byte-identical JSON.
 
 Layout (as released by iSAID)::
 
@@ -513,10 +514,12 @@ def _soccer_field(scene: Scene, block: Block) -> bool:
     if centre is None:
         return False
     x, y = centre
-    boxes = [_place_local(_rect(length * 0.16, width * 0.45) + (side * length * 0.38, 0), x, y, angle) for side in (-1, 1)]
-    ops = [("lines", p, (235, 235, 235), 1, True) for p in [_place_local(_rect(length * 0.92, width * 0.9), x, y, angle), *boxes]]
-    ops += [("lines", _place_local(np.array([[0, -width * 0.45], [0, width * 0.45]]), x, y, angle), (235, 235, 235), 1, False),
-            ("circle", (x, y), width * 0.14, (235, 235, 235), 1)]
+    white = (235, 235, 235)
+    touchline = _rect(length * 0.92, width * 0.9)
+    boxes = [_rect(length * 0.16, width * 0.45) + (side * length * 0.38, 0) for side in (-1, 1)]
+    halfway = np.array([[0, -width * 0.45], [0, width * 0.45]])
+    ops = [("lines", _place_local(p, x, y, angle), white, 1, True) for p in (touchline, *boxes)]
+    ops += [("lines", _place_local(halfway, x, y, angle), white, 1, False), ("circle", (x, y), width * 0.14, white, 1)]
     return scene.place(SOCCER, _place_local(_rect(length, width), x, y, angle), _jitter((70, 135, 64), rng, 8), ops,
                        within=block)
 

@@ -69,3 +69,14 @@ def test_export_reads_back_to_the_record_masks(planned, tmp_path):
 def test_draft_needs_finished_plans(tmp_path):
     with pytest.raises(PlansNotReady, match="geopixeld plan"):
         run_draft(tmp_path, "val", progress=False)
+
+
+def test_template_sentences_read_naturally():
+    from annotations.template_drafter import instance_sentence
+    from pipeline.records import PlannedObject
+
+    o = PlannedObject(1, 4, "tennis court", {}, (0, 0, 1, 1), 1, (0, 0), "top left", "small", 0.0, "vertical", 90.0,
+                      3.0, False, tier="instance", mark=1, tag="tennis court-1")
+    assert instance_sentence(o) == "The <p> tennis court-1 </p> [SEG] is a small tennis court at the top left, oriented vertically."
+    o.orientation, o.truncated = "diagonal from top left to bottom right", True
+    assert instance_sentence(o).endswith("running diagonally from top left to bottom right, partly cut by the image border.")
