@@ -104,6 +104,8 @@ def draft(
     model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_MODEL", help="Served model name (--served-model-name).")] = None,
     merge_url: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_URL", help="Server(s) for the merge (a text LLM); default: --vllm-url.")] = None,
     merge_model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_MODEL", help="Model of the merge server; default: --model.")] = None,
+    tier_url: Annotated[Optional[list[str]], typer.Option(help="TIER=URL[,URL]: send one tier (holistic, instance, group or merge) to its own server(s); repeatable.")] = None,
+    tier_model: Annotated[Optional[list[str]], typer.Option(help="TIER=MODEL: the served model of a --tier-url tier (default: --model); repeatable.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Name of the environment variable holding the servers' API key (never logged).")] = "GEOPIXELD_VLLM_API_KEY",
     instance_mode: Annotated[str, typer.Option(help="per-object (one request per marked object, as in the paper) or per-patch (one request for all).")] = "per-object",
     max_in_flight: Annotated[int, typer.Option(help="Requests in flight at once, over all servers.")] = 16,
@@ -125,10 +127,16 @@ def draft(
 
         eps = [Endpoint(u.strip(), model, api_key_env) for u in vllm_url.split(",") if u.strip()]
         merge = [Endpoint(u.strip(), merge_model or model, api_key_env) for u in merge_url.split(",")] if merge_url else None
-        lmm = LMMSettings(eps, merge, instance_mode, temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
+        models = dict(_pair(v, "--tier-model") for v in tier_model or [])
+        tiers = {}
+        for v in tier_url or []:
+            tier, urls = _pair(v, "--tier-url")
+            tiers[tier] = [Endpoint(u.strip(), models.get(tier, model), api_key_env) for u in urls.split(",") if u.strip()]
+        lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
+                          temperature=temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
     try:
         summary = run_draft(out, split, progress=not quiet, lmm=lmm)
-    except (PlansNotReady, LMMUnavailable) as exc:
+    except (PlansNotReady, LMMUnavailable, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
 
@@ -210,6 +218,13 @@ def demo(
         f"  {out}/geopixeld/       the same records in the released GeoPixelD layout\n"
         "  docs/plan-schema.md    what every column means"
     )
+
+
+def _pair(value: str, option: str) -> tuple[str, str]:
+    tier, sep, rest = value.partition("=")
+    if not sep or tier not in ("holistic", "instance", "group", "merge") or not rest:
+        _fail(f"{option} takes TIER=VALUE with TIER one of holistic, instance, group, merge; got {value!r}")
+    return tier, rest
 
 
 def _env_lmm():

@@ -81,12 +81,12 @@ def run_draft(out: Path, split: str, progress: bool = True, lmm=None) -> DraftSu
 
     drafting = loop.run_until_complete(make())
     drafting.loop = loop
-    signature = "lmm:" + json.dumps({"models": sorted(e.model for e in lmm.endpoints), **lmm.sampling(),
+    signature = "lmm:" + json.dumps({"models": {t: sorted(e.model for e in lmm.pool(t))
+                                                for t in ("holistic", "instance", "group", "merge")}, **lmm.sampling(),
                                      "prompts": {n: t.sha256 for n, t in drafting.templates.items()}}, sort_keys=True)
     try:
         summary = _run(out, split, progress, drafting, signature)
-        summary.stats["requests_sent"] = sum(drafting.client.state.sent.values()) + (
-            sum(drafting.merge_client.state.sent.values()) if drafting.merge_client is not drafting.client else 0)
+        summary.stats["requests_sent"] = sum(sum(c.state.sent.values()) for c in drafting.distinct_clients())
         summary.stats["cache_hits"] = cache.hits
         summary.stats["prompt_tokens"] = drafting.tokens["prompt"]
         summary.stats["completion_tokens"] = drafting.tokens["completion"]

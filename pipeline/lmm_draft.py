@@ -31,8 +31,9 @@ DRAFTER_VERSION = "1"
 
 @dataclass
 class LMMSettings:
-    endpoints: list[Endpoint]
-    merge_endpoints: list[Endpoint] | None = None  # the paper merged with a text-only LLM; default: the same
+    endpoints: list[Endpoint]  # the default pool of every tier
+    merge_endpoints: list[Endpoint] | None = None  # the paper merged with a text-only LLM; default: `endpoints`
+    tier_endpoints: dict[str, list[Endpoint]] = field(default_factory=dict)  # holistic/instance/group/merge overrides
     instance_mode: str = "per-object"  # or "per-patch": one request describes all marked objects
     temperature: float = 0.2
     seed: int = 0
@@ -45,6 +46,14 @@ class LMMSettings:
         return {"temperature": self.temperature, "seed": self.seed, "instance_mode": self.instance_mode,
                 "invalid_retries": self.invalid_retries}
 
+    def pool(self, tier: str) -> list[Endpoint]:
+        """The endpoints a tier's requests go to."""
+        if tier in self.tier_endpoints:
+            return self.tier_endpoints[tier]
+        if tier == "merge" and self.merge_endpoints:
+            return self.merge_endpoints
+        return self.endpoints
+
 
 @dataclass
 class Drafting:
@@ -52,26 +61,35 @@ class Drafting:
 
     settings: LMMSettings
     cache: ReplyCache
-    client: LMMClient = field(init=False)
-    merge_client: LMMClient = field(init=False)
+    clients: dict[str, LMMClient] = field(init=False)  # tier -> client; tiers with the same pool share one
     templates: dict = field(init=False)
     loop: asyncio.AbstractEventLoop | None = None  # the run's event loop (set by the caller)
     tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})  # of requests actually sent
 
     def __post_init__(self):
         s = self.settings
-        self.client = LMMClient(s.endpoints, s.max_in_flight, s.timeout)
-        self.merge_client = LMMClient(s.merge_endpoints, s.max_in_flight, s.timeout) if s.merge_endpoints else self.client
+        unknown = set(s.tier_endpoints) - {"holistic", "instance", "group", "merge"}
+        if unknown:
+            raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: holistic, instance, group, merge")
+        shared: dict[tuple, LMMClient] = {}
+        self.clients = {}
+        for tier in ("holistic", "instance", "group", "merge"):
+            key = tuple(s.pool(tier))
+            if key not in shared:
+                shared[key] = LMMClient(list(key), s.max_in_flight, s.timeout)
+            self.clients[tier] = shared[key]
         self.templates = {n: prompts.load(n, s.prompts_dir) for n in prompts.NAMES}
 
+    def distinct_clients(self) -> list[LMMClient]:
+        return list({id(c): c for c in self.clients.values()}.values())
+
     async def aclose(self):
-        await self.client.aclose()
-        if self.merge_client is not self.client:
-            await self.merge_client.aclose()
+        for c in self.distinct_clients():
+            await c.aclose()
 
     async def ask(self, ask: Ask, images: dict[str, str]) -> dict:
         """A validated reply for one request (cache first), or ReplyInvalid after the retries."""
-        client = self.merge_client if ask.tier == "merge" else self.client
+        client = self.clients[ask.tier]
         content = ([{"type": "image_url", "image_url": {"url": images[ask.image]}}] if ask.image else [])
         messages = [{"role": "user", "content": content + [{"type": "text", "text": ask.prompt}]}]
         last: ReplyInvalid | None = None
@@ -173,7 +191,7 @@ def _with_seg(text: str) -> str:
 
 
 def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> dict:
-    models = sorted({e.model for e in s.endpoints} | {e.model for e in (s.merge_endpoints or [])})
+    models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
     return {
         "schema_version": GCG_SCHEMA_VERSION, "patch_id": plan.patch_id, "split": plan.split,
         "image_path": plan.image_path, "width": plan.width, "height": plan.height,

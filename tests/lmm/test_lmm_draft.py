@@ -118,3 +118,31 @@ def test_server_restart_mid_run_resumes_without_repeating_answered_requests(vllm
     assert resumed.stats["records"] == len(_plans(out)) and resumed.stats["prompt_tokens"] > 0
     fresh = run_draft(out, "val", progress=False, lmm=settings)  # everything finished: nothing is sent again
     assert fresh.stats["requests_sent"] == 0 and fresh.stats["skipped"] == fresh.stats["shards"]
+
+
+def test_each_tier_goes_to_its_own_endpoint(vllm_server, planned):
+    from pipeline.lmm_draft import Drafting
+
+    port = vllm_server.url.rsplit(":", 1)[1]
+    main = Endpoint(vllm_server.url, "tiny", vllm_server.api_key_env)
+    merge = Endpoint(f"http://localhost:{port}", "tiny", vllm_server.api_key_env)
+    settings = LMMSettings([main], tier_endpoints={"merge": [merge]}, max_in_flight=4)
+    seen = {}
+    real_init = Drafting.__post_init__
+
+    def spy(self):
+        real_init(self)
+        seen["drafting"] = self
+
+    Drafting.__post_init__ = spy
+    try:
+        summary = run_draft(planned, "val", progress=False, lmm=settings)
+    finally:
+        Drafting.__post_init__ = real_init
+    clients = seen["drafting"].clients
+    assert clients["holistic"] is clients["instance"] is clients["group"] is not clients["merge"]
+    merged = sum(clients["merge"].state.sent.values())
+    assert merged > 0 and clients["merge"].state.sent == {merge.url: merged}
+    assert summary.stats["requests_sent"] == merged + sum(clients["holistic"].state.sent.values())
+    with pytest.raises(ValueError, match="unknown tier"):
+        Drafting(LMMSettings([main], tier_endpoints={"captions": [main]}), cache=None)
