@@ -52,7 +52,8 @@ def holistic_ask(t: Template) -> Ask:
 
 
 def instance_ask(o: PlannedObject, t: Template) -> Ask:
-    prompt = t.render(category_name=o.category, pos=o.position, mark_number=o.mark)
+    prompt = t.render(category_name=o.category, pos=o.position, mark_number=o.mark, size=o.size,
+                      orientation=o.orientation or "", border="cut by the image border" if o.truncated else "")
     return Ask("instance", o.tag, prompt, _obj({"sentence": SENTENCE}), "som", 96)
 
 
@@ -64,7 +65,8 @@ def instance_batch_ask(objs: list[PlannedObject], t: Template) -> Ask:
 
 
 def group_ask(g: Group, t: Template) -> Ask:
-    prompt = t.render(cluster_info=g.quantity, category_name=g.category if g.count == 1 else _plural(g), pos=g.position)
+    prompt = t.render(cluster_info=g.quantity, category_name=g.category if g.count == 1 else _plural(g), pos=g.position,
+                      count=g.count, cell=g.cell)
     return Ask("group", g.tag, prompt, _obj({"sentence": SENTENCE}), "patch", 96)
 
 

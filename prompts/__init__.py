@@ -29,6 +29,7 @@ class Template:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     def render(self, **values: object) -> str:
+        """Fill the template's slots; values it has no slot for are ignored (overrides may use more of them)."""
         missing = self.fields - values.keys()
         if missing:
             raise KeyError(f"prompt {self.name!r} needs {sorted(missing)}")
