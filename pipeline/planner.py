@@ -79,6 +79,7 @@ def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Pa
     else:
         windows = tile_windows(w, h, cfg.tiling.patch_size, cfg.tiling.overlap)
         whole = len(windows) == 1 and (windows[0].width, windows[0].height) == (w, h)
+    config_hash = cfg.fingerprint()  # hashes the whole config: once per image, not per patch
     tree = STRtree([s.geom for s in sources]) if id_map is None and sources else None
     for win in windows:
         res.stats["patches"] += 1
@@ -87,7 +88,7 @@ def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Pa
         else:
             idx = tree.query(window_box(win)) if tree is not None else []
             clipped = _clip_shapes([sources[i] for i in sorted(idx)], win, cfg)
-        plan = _plan_window(img, rgb, georef, win, whole, clipped, cfg, vocab, out_dir, res.stats)
+        plan = _plan_window(img, rgb, georef, win, whole, clipped, cfg, config_hash, vocab, out_dir, res.stats)
         if plan is not None:
             res.plans.append(plan)
     res.issues = q.issues
@@ -196,7 +197,8 @@ def _cut_crop(s: _Source, win: Window):
     return (crop, gx0 - win.x0, gy0 - win.y0) if crop.any() else None
 
 
-def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, vocab: Vocabulary, out_dir: Path, stats) -> PatchPlan | None:
+def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, config_hash: str, vocab: Vocabulary,
+                 out_dir: Path, stats) -> PatchPlan | None:
     ph, pw = win.height, win.width
     items = []
     for s, crop, x0, y0, truncated in clipped:
@@ -234,7 +236,7 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, vocab: 
     return PatchPlan(
         patch_id=name, split="", source_image=img.parent or img.name, source_image_id=img.image_id,
         source_path=img.rel_path, window=window, width=pw, height=ph, image_path=image_path, som_path=som_path,
-        georef=_patch_georef(georef, win), objects=objects, groups=groups, marks=marks, config_hash=cfg.fingerprint(),
+        georef=_patch_georef(georef, win), objects=objects, groups=groups, marks=marks, config_hash=config_hash,
     )
 
 
