@@ -19,7 +19,7 @@ from tqdm import tqdm
 from annotations import template_drafter
 
 from .config import SourceConfig
-from .gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION
+from .gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION, new_record, tier_texts
 from .grounding import ground, targets_of
 from .plan_schema import row_to_plan
 from .readers import vocabulary_for
@@ -50,20 +50,18 @@ def template_record(plan: PatchPlan, vocab) -> dict:
     d = template_drafter.draft(plan, vocab)
     g = ground(d["description"], targets_of(plan))
     ok = g.ok and not g.missing
-    return {
-        "schema_version": GCG_SCHEMA_VERSION, "patch_id": plan.patch_id, "split": plan.split,
-        "image_path": plan.image_path, "width": plan.width, "height": plan.height,
-        "description": d["description"] if ok else None,
-        "phrases": [p.__dict__ for p in g.phrases] if ok else [],
-        "holistic": d["holistic"],
-        "instance_texts": [{"tag": k, "text": v} for k, v in d["instances"].items()],
-        "group_texts": [{"tag": k, "text": v} for k, v in d["groups"].items()],
-        "dropped": [], "failures": [], "status": "ok" if ok else "failed",
-        "error": None if ok else "; ".join(g.errors + [f"missing tag {t!r}" for t in g.missing]),
-        "provenance": {"drafter": template_drafter.DRAFTER, "drafter_version": template_drafter.VERSION,
-                       "model": None, "sampling": None, "prompt_hashes": [], "plan_config_hash": plan.config_hash},
-        "curation_status": "pending",
-    }
+    return new_record(
+        plan,
+        {"drafter": template_drafter.DRAFTER, "drafter_version": template_drafter.VERSION, "model": None,
+         "sampling": None, "prompt_hashes": []},
+        description=d["description"] if ok else None,
+        phrases=[p.__dict__ for p in g.phrases] if ok else [],
+        holistic=d["holistic"],
+        instance_texts=tier_texts(d["instances"]),
+        group_texts=tier_texts(d["groups"]),
+        status="ok" if ok else "failed",
+        error=None if ok else "; ".join(g.errors + [f"missing tag {t!r}" for t in g.missing]),
+    )
 
 
 def run_draft(out: Path, split: str, progress: bool = True, lmm=None) -> DraftSummary:

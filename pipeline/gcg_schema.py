@@ -50,3 +50,24 @@ GCG_SCHEMA = pa.schema(
     ],
     metadata={"geopixeld.kind": "gcg", "geopixeld.schema_version": str(GCG_SCHEMA_VERSION)},
 )
+
+
+def new_record(plan, provenance: dict, **fields) -> dict:
+    """A GCG row for a plan, every column present: failed and empty until `fields` say otherwise."""
+    row = {
+        "schema_version": GCG_SCHEMA_VERSION, "patch_id": plan.patch_id, "split": plan.split,
+        "image_path": plan.image_path, "width": plan.width, "height": plan.height,
+        "description": None, "phrases": [], "holistic": None, "instance_texts": [], "group_texts": [],
+        "dropped": [], "failures": [], "status": "failed", "error": None,
+        "provenance": {**provenance, "plan_config_hash": plan.config_hash}, "curation_status": "pending",
+    }
+    unknown = set(fields) - set(row)
+    if unknown:
+        raise KeyError(f"not GCG columns: {sorted(unknown)}")
+    row.update(fields)
+    return row
+
+
+def tier_texts(texts: dict[str, str]) -> list[dict]:
+    """{tag: text} -> the `instance_texts` / `group_texts` column layout."""
+    return [{"tag": k, "text": v} for k, v in texts.items()]

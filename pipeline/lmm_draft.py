@@ -19,7 +19,7 @@ from annotations.lmm_requests import (Ask, assembled, group_ask, holistic_ask, i
                                       merge_ask)
 import prompts
 
-from .gcg_schema import GCG_SCHEMA_VERSION
+from .gcg_schema import new_record, tier_texts
 from .grounding import ground, targets_of
 from .lmm_cache import ReplyCache, request_key
 from .lmm_client import Endpoint, LMMClient, LMMRequestError
@@ -192,19 +192,13 @@ def _with_seg(text: str) -> str:
 
 def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> dict:
     models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
-    return {
-        "schema_version": GCG_SCHEMA_VERSION, "patch_id": plan.patch_id, "split": plan.split,
-        "image_path": plan.image_path, "width": plan.width, "height": plan.height,
-        "description": None, "phrases": [], "holistic": None,
-        "instance_texts": [{"tag": k, "text": v} for k, v in inst_text.items()],
-        "group_texts": [{"tag": k, "text": v} for k, v in grp_text.items()],
-        "dropped": dropped, "failures": failures, "status": "failed", "error": None,
-        "provenance": {"drafter": "lmm", "drafter_version": DRAFTER_VERSION, "model": ",".join(models),
-                       "sampling": json.dumps(s.sampling()),
-                       "prompt_hashes": [{"tag": n, "text": tpl.sha256} for n, tpl in d.templates.items()],
-                       "plan_config_hash": plan.config_hash},
-        "curation_status": "pending",
-    }
+    return new_record(
+        plan,
+        {"drafter": "lmm", "drafter_version": DRAFTER_VERSION, "model": ",".join(models),
+         "sampling": json.dumps(s.sampling()),
+         "prompt_hashes": [{"tag": n, "text": tpl.sha256} for n, tpl in d.templates.items()]},
+        instance_texts=tier_texts(inst_text), group_texts=tier_texts(grp_text), dropped=dropped, failures=failures,
+    )
 
 
 async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> list[dict]:
