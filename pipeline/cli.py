@@ -115,7 +115,7 @@ def draft(
 ) -> None:
     """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, or the offline template drafter)."""
     from .draft_run import PlansNotReady, run_draft
-    from .lmm_client import Endpoint, LMMUnavailable
+    from .lmm_client import LMMUnavailable
 
     lmm = None
     if vllm_url:
@@ -125,13 +125,13 @@ def draft(
             _fail("--instance-mode must be per-object or per-patch")
         from .lmm_draft import LMMSettings
 
-        eps = [Endpoint(u.strip(), model, api_key_env) for u in vllm_url.split(",") if u.strip()]
-        merge = [Endpoint(u.strip(), merge_model or model, api_key_env) for u in merge_url.split(",")] if merge_url else None
+        eps = _endpoints(vllm_url, model, api_key_env)
+        merge = _endpoints(merge_url, merge_model or model, api_key_env) if merge_url else None
         models = dict(_pair(v, "--tier-model") for v in tier_model or [])
         tiers = {}
         for v in tier_url or []:
             tier, urls = _pair(v, "--tier-url")
-            tiers[tier] = [Endpoint(u.strip(), models.get(tier, model), api_key_env) for u in urls.split(",") if u.strip()]
+            tiers[tier] = _endpoints(urls, models.get(tier, model), api_key_env)
         lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
                           temperature=temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
     try:
@@ -220,6 +220,13 @@ def demo(
     )
 
 
+def _endpoints(urls: str, model: str, api_key_env: str):
+    """Comma-separated server URLs -> one Endpoint each, all serving `model`."""
+    from .lmm_client import Endpoint
+
+    return [Endpoint(u.strip(), model, api_key_env) for u in urls.split(",") if u.strip()]
+
+
 def _pair(value: str, option: str) -> tuple[str, str]:
     tier, sep, rest = value.partition("=")
     if not sep or tier not in ("holistic", "instance", "group", "merge") or not rest:
@@ -237,10 +244,9 @@ def _env_lmm():
     model = os.environ.get("GEOPIXELD_VLLM_MODEL")
     if not model:
         _fail("GEOPIXELD_VLLM_URL is set but GEOPIXELD_VLLM_MODEL (the served model name) is not")
-    from .lmm_client import Endpoint
     from .lmm_draft import LMMSettings
 
-    return LMMSettings([Endpoint(u.strip(), model, "GEOPIXELD_VLLM_API_KEY") for u in url.split(",") if u.strip()])
+    return LMMSettings(_endpoints(url, model, "GEOPIXELD_VLLM_API_KEY"))
 
 
 def main() -> None:
