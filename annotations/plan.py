@@ -66,7 +66,8 @@ def plan_objects(clipped: list[Clipped], vocab: Vocabulary, cfg: PlanConfig, wid
             break
         for oid in unplaced:  # no room for a mark: it joins the group tier, numbers stay 1..K
             by_id[oid].obj.tier = "group"
-        chosen = [o for o in chosen if o.object_id not in set(unplaced)]
+        gone = set(unplaced)
+        chosen = [o for o in chosen if o.object_id not in gone]
     tag_counts: Counter[int] = Counter()
     for obj, mark in zip(chosen, marks):
         tag_counts[obj.category_id] += 1

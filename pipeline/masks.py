@@ -66,11 +66,11 @@ def iou(a: dict, b: dict) -> float:
     return float(mask_utils.iou([to_coco(a)], [to_coco(b)], [0])[0, 0])
 
 
-def full_image_rle_to_crop(rle_or_poly: dict, height: int, width: int) -> tuple[np.ndarray, int, int] | None:
+def full_image_rle_to_crop(rle: dict, height: int, width: int) -> tuple[np.ndarray, int, int] | None:
     """Decode a source RLE (compressed or uncompressed) once into its bounding-box crop."""
-    if isinstance(rle_or_poly.get("counts"), list):
-        rle_or_poly = mask_utils.frPyObjects(rle_or_poly, height, width)
-    m = mask_utils.decode(to_coco(rle_or_poly))
+    if isinstance(rle.get("counts"), list):
+        rle = mask_utils.frPyObjects(rle, height, width)
+    m = mask_utils.decode(to_coco(rle))
     ys, xs = np.nonzero(m)
     if ys.size == 0:
         return None
