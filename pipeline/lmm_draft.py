@@ -138,8 +138,8 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> dict:
         inst_coros = [safe(instance_batch_ask(instances, t["instance_batch"]))]
     else:
         inst_coros = [safe(instance_ask(o, t["instance"])) for o in instances]
-    results = await asyncio.gather(safe(holistic_ask(t["holistic"])), *inst_coros,
-                                   *[safe(group_ask(g, t["group"])) for g in plan.groups])
+    results = await _all([safe(holistic_ask(t["holistic"])), *inst_coros,
+                          *[safe(group_ask(g, t["group"])) for g in plan.groups]])
     hol, inst_res, grp_res = results[0], results[1 : 1 + len(inst_coros)], results[1 + len(inst_coros) :]
     inst_text: dict[str, str] = {}
     if s.instance_mode == "per-patch" and instances:
@@ -207,9 +207,18 @@ async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> l
     An unreachable server (LMMUnavailable after the retries) stops the shard: the other requests are
     cancelled, nothing of the shard is written, and the error names the endpoints and what was tried.
     """
+    return await _all([draft_patch(p, split_dir, d) for p in plans])
+
+
+async def _all(coros: list) -> list:
+    """Run coroutines together; the first error cancels the others and is raised as itself.
+
+    (asyncio.gather would leave the others running after an error, still holding the client when the run's
+    event loop closes.)
+    """
     try:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(draft_patch(p, split_dir, d)) for p in plans]
+            tasks = [tg.create_task(c) for c in coros]
     except* Exception as group:
         raise group.exceptions[0] from None
     return [t.result() for t in tasks]
