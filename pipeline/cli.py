@@ -7,22 +7,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pipeline.cli_util import fail as _fail, new_app
 from pydantic import ValidationError
 
 from .config import PlanConfig, load_config_file
 
-app = typer.Typer(
-    help="geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    raise typer.Exit(code)
+app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.")
 
 
 def build_plan_config(config_file: Optional[Path], overrides: dict) -> PlanConfig:
@@ -178,45 +168,106 @@ def demo_data(
         typer.echo(f"{split}: {c['images']} images, {c['instances']} instances -> {out / split}")
 
 
+def _set_dotted(data: dict, dotted: str, value) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            _fail(f"--set {dotted}: {p} is not a section")
+    node[leaf] = value
+
+
+def _validation_message(exc: ValidationError, where: str) -> str:
+    return f"{where}: invalid parameters, nothing was started:\n" + "\n".join(
+        f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+
+
+@app.command()
+def build(
+    params_file: Annotated[Optional[Path], typer.Option("--params", help="YAML or JSON file of build parameters "
+                           "(docs/flows.md); without one, the demo build.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE over the file, KEY dotted "
+                    "(output.out=builds/x, splits='[\"val\"]'); VALUE is read as JSON when it parses, else as text.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run the whole build-geopixeld flow in this process (Prefect starts a temporary server; none is needed)."""
+    import json
+
+    data = load_config_file(params_file) if params_file else {}
+    for item in set_ or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        _set_dotted(data, key, value)
+    if quiet:
+        data["progress"] = False
+    result = _run_build(data, str(params_file or "--set"))
+    from flows.local import summary_table
+
+    typer.echo(summary_table(result))
+
+
+def _run_build(data: dict, where: str) -> dict:
+    from flows.params import BuildParams
+    from flows.local import run_build
+    from .draft_run import PlansNotReady
+    from .run import OutputMismatch
+
+    try:
+        params = BuildParams.model_validate(data)
+    except ValidationError as exc:
+        _fail(_validation_message(exc, where))
+    try:
+        return run_build(params)
+    except (OSError, OutputMismatch, PlansNotReady) as exc:  # OutputNotWritable, a full disk: the path is named
+        _fail(str(exc))
+
+
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo data (OUT/data) and its plans (OUT/out).")] = Path("demo"),
+    out: Annotated[Path, typer.Option(help="Folder for the demo data (OUT/data) and the build (OUT/out).")] = Path("demo"),
     scale: Annotated[str, typer.Option(help="Demo data scale: tiny or small.")] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed of the synthetic scenes.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 uses every core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """The first thing to run: generate the synthetic demo dataset, plan, draft and export both splits.
+    """The first thing to run: the build-geopixeld flow, in this process, on a synthetic demo dataset.
 
     Drafting uses vLLM when GEOPIXELD_VLLM_URL and GEOPIXELD_VLLM_MODEL are set, else the offline template drafter.
     """
     import os
 
-    from .demo_data import generate
-    from .draft_run import export_split, run_draft
-    from .run import report, run_plan
+    if scale not in ("tiny", "small"):
+        _fail(f"--scale must be tiny or small, not {scale!r}")
+    data = {"source": {"root": str(out / "data"), "synthetic": scale}, "output": {"out": str(out / "out")},
+            "workers": workers, "progress": not quiet}
+    url = os.environ.get("GEOPIXELD_VLLM_URL")
+    if url:
+        model = os.environ.get("GEOPIXELD_VLLM_MODEL")
+        if not model:
+            _fail("GEOPIXELD_VLLM_URL is set but GEOPIXELD_VLLM_MODEL (the served model name) is not")
+        data["lmm"] = {"endpoints": {"urls": [u.strip() for u in url.split(",") if u.strip()], "model": model}}
+    typer.echo(f"Building the {scale} synthetic demo with the build-geopixeld flow (in this process) ...")
+    result = _run_build(data, "demo")
+    from flows.local import summary_table
 
-    data, plans = out / "data", out / "out"
-    if not (data / "val" / "Annotations" / "iSAID_val.json").exists():
-        typer.echo(f"Generating the {scale} synthetic iSAID-format dataset in {data} ...")
-        generate(data, scale=scale, seed=seed, workers=max(workers, 1), progress=not quiet)
-    for split in ("train", "val"):
-        cfg = build_plan_config(None, {"source.root": str(data), "source.split": split, "output.out": str(plans),
-                                       "workers": workers})
-        typer.echo(report(run_plan(cfg, progress=not quiet, overwrite=True)))
-        typer.echo(run_draft(plans, split, progress=not quiet, lmm=_env_lmm()).table())
-        export_split(plans, split, out / "geopixeld")
+    b, ds = out / "out", Path(result["dataset"])
+    typer.echo(summary_table(result))
     typer.echo(
         "\nDone. Open next:\n"
-        f"  {plans}/val/som/       set-of-marks images (numbered key instances, 3x3 grid)\n"
-        f"  {plans}/val/patches/   the 800x800 patches\n"
-        f"  {plans}/val/plans/     Parquet plans: python -c \"import pandas as pd; "
-        f"print(pd.read_parquet('{plans}/val/plans').head())\"\n"
-        f"  {plans}/val/records/   grounded descriptions ("
-        + ("drafted with vLLM" if os.environ.get("GEOPIXELD_VLLM_URL") else "offline template drafter; set "
-           "GEOPIXELD_VLLM_URL and GEOPIXELD_VLLM_MODEL to draft with vLLM") + ")\n"
-        f"  {out}/geopixeld/       the same records in the released GeoPixelD layout\n"
-        "  docs/plan-schema.md    what every column means"
+        f"  {ds}/README.md       the dataset card: statistics beside the paper's\n"
+        f"  {ds}/data/           Parquet shards per split: python -c \"import pandas as pd; "
+        f"print(pd.read_parquet('{ds}/data/val').head())\"\n"
+        f"  {ds}/geopixeld/      the same records in the released GeoPixelD layout\n"
+        f"  {b}/val/som/         set-of-marks images (numbered key instances, 3x3 grid)\n"
+        f"  {b}/val/records/     grounded descriptions ("
+        + ("drafted with vLLM" if url else "offline template drafter; set GEOPIXELD_VLLM_URL and "
+           "GEOPIXELD_VLLM_MODEL to draft with vLLM") + ")\n"
+        "  docs/dataset-schema.md what every column means; docs/flows.md to run it as a Prefect deployment"
     )
 
 
@@ -234,19 +285,18 @@ def _pair(value: str, option: str) -> tuple[str, str]:
     return tier, rest
 
 
-def _env_lmm():
-    """LMM settings from GEOPIXELD_VLLM_URL / GEOPIXELD_VLLM_MODEL, or None for the offline template drafter."""
-    import os
+from model.eval.cli import eval_command  # noqa: E402  (geopixeld eval; imports its metrics only when run)
 
-    url = os.environ.get("GEOPIXELD_VLLM_URL")
-    if not url:
-        return None
-    model = os.environ.get("GEOPIXELD_VLLM_MODEL")
-    if not model:
-        _fail("GEOPIXELD_VLLM_URL is set but GEOPIXELD_VLLM_MODEL (the served model name) is not")
-    from .lmm_draft import LMMSettings
+app.command("eval")(eval_command)
 
-    return LMMSettings(_endpoints(url, model, "GEOPIXELD_VLLM_API_KEY"))
+from .curation.cli import curate_app  # noqa: E402  (geopixeld curate export|import|status)
+
+app.add_typer(curate_app, name="curate")
+
+from model.cli import predict as predict_command, train as train_command  # noqa: E402  (geopixeld train|predict)
+
+app.command("train")(train_command)
+app.command("predict")(predict_command)
 
 
 def main() -> None:

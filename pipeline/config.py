@@ -186,17 +186,22 @@ class OutputConfig(_Model):
     png_compression: int = Field(1, ge=0, le=9, description="PNG compression level (0 fastest, 9 smallest).")
 
 
-class PlanConfig(_Model):
-    """Everything one planning run needs."""
+class PlanRules(_Model):
+    """The planning rules (shared by a planning run and a whole build)."""
 
-    source: SourceConfig
-    output: OutputConfig
     tiling: TilingConfig = TilingConfig()
     clip: ClipConfig = ClipConfig()
     filters: FilterConfig = FilterConfig()
     tiers: TierRule = TierRule()
     priors: PriorConfig = PriorConfig()
     marks: MarkConfig = MarkConfig()
+
+
+class PlanConfig(PlanRules):
+    """Everything one planning run needs."""
+
+    source: SourceConfig
+    output: OutputConfig
     strict: bool = Field(False, description="Stop at the first bad record instead of quarantining it.")
     workers: int = Field(0, ge=0, description="Worker processes (0: one per core).")
 

@@ -1,7 +1,10 @@
-"""Grounded-conversation (GCG) records: the Parquet schema (version 1) of what the drafting stage writes.
+"""Grounded-conversation (GCG) records: the Parquet schema (version 2) of what the drafting stage writes.
 
 One row per patch: the merged description with `<p> tag </p> [SEG]` phrases, each phrase's character span
-and mask, the tier texts it was merged from, what was dropped and why, and the provenance of the text.
+and mask, the tier texts it was merged from, what was dropped and why, and the provenance of the text
+(drafter, model, sampling, the template hashes and the rendered prompt of every request).
+
+Version history (docs/gcg-schema.md): 1 -> 2 added `provenance.prompts`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import pyarrow as pa
 
 from .plan_schema import RLE
 
-GCG_SCHEMA_VERSION = 1
+GCG_SCHEMA_VERSION = 2
 
 PHRASE = pa.struct([
     ("tag", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("kind", pa.string()),
@@ -18,6 +21,11 @@ PHRASE = pa.struct([
 ])
 TEXT = pa.struct([("tag", pa.string()), ("text", pa.string())])
 DROPPED = pa.struct([("tag", pa.string()), ("reason", pa.string())])
+# one LMM request a record's text came from: its tier, the tag it was about ("" for holistic, merge and the
+# per-patch instance request), the rendered prompt, and the SHA-256 of the whole request (model, messages with
+# the image bytes, response format, sampling: the reply cache's key)
+PROMPT = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("text", pa.string()),
+                    ("request_sha256", pa.string())])
 FAILURE = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("reason", pa.string()), ("raw", pa.string())])
 PROVENANCE = pa.struct([
     ("drafter", pa.string()),  # "template" (offline, no model) or "lmm"
@@ -25,6 +33,7 @@ PROVENANCE = pa.struct([
     ("model", pa.string()),  # served model name; null for the template drafter
     ("sampling", pa.string()),  # JSON of the sampling settings
     ("prompt_hashes", pa.list_(TEXT)),  # (tier, sha256 of the prompt template)
+    ("prompts", pa.list_(PROMPT)),  # every request made, in order; empty for the template drafter
     ("plan_config_hash", pa.string()),
 ])
 

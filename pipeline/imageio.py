@@ -103,8 +103,11 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     A killed process never leaves a half-written file under the target name. `fsync=False` skips the
     per-file flush for bulk outputs (patch PNGs) whose owner syncs once per batch (`sync_outputs`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -112,6 +115,9 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc  # a full disk says which file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

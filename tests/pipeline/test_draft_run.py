@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline import masks
@@ -42,9 +43,26 @@ def test_every_planned_instance_and_group_is_grounded(planned):
                 assert p["rle"]["counts"] == groups[p["tag"]]["rle"]["counts"]
                 assert p["object_ids"] == list(groups[p["tag"]]["member_ids"])
         assert r["provenance"]["drafter"] == "template" and r["provenance"]["model"] is None
+        assert r["provenance"]["prompts"] == [] and r["provenance"]["prompt_hashes"] == []  # no model, no prompt
         assert r["curation_status"] == "pending"
     again = run_draft(planned, "val", progress=False)
     assert again.stats["skipped"] == again.stats["shards"] and again.stats["ok"] == summary.stats["ok"]
+
+
+def test_records_of_another_schema_version_are_redrafted_not_mixed(planned):
+    from pipeline.gcg_schema import GCG_SCHEMA_VERSION
+    from pipeline.shards import read_manifest, write_manifest
+
+    first = run_draft(planned, "val", progress=False)
+    rec_dir = planned / "val/records"
+    old = read_manifest(rec_dir)
+    old["schema_version"] = GCG_SCHEMA_VERSION - 1  # as left by an earlier release
+    write_manifest(rec_dir, old)
+    again = run_draft(planned, "val", progress=False)
+    assert again.stats["skipped"] == 0 and again.stats["records"] == first.stats["records"]
+    assert read_manifest(rec_dir)["schema_version"] == GCG_SCHEMA_VERSION
+    for shard in rec_dir.glob("records-*.parquet"):
+        assert pq.read_schema(shard).metadata[b"geopixeld.schema_version"] == str(GCG_SCHEMA_VERSION).encode()
 
 
 def test_export_reads_back_to_the_record_masks(planned, tmp_path):

@@ -1,0 +1,373 @@
+"""Benchmark: LMM drafting throughput against `vllm bench serve` on the same server, requests and concurrency.
+
+Goal (issue 3): the drafting pipeline reaches at least 0.9 of the requests/s that vLLM's own load generator
+reaches against the same server with the same prompts: the client must never be the bottleneck. Measured for
+both instance modes (per-object, per-patch), with and without the server's prefix cache.
+
+For each server (prefix cache on, then off; a real `vllm serve` of the tiny Qwen2-VL the tests use, started
+with their flags by tests/lmm/vllm_server.py), after one warm-up drafting run, every round of each instance
+mode runs three variants one after the other (pipeline, vllm bench, client; the next round in the reverse
+order, so that drift from other work on a shared machine cancels), with the server's prefix, multimodal and
+encoder caches emptied before each:
+
+  pipeline   `geopixeld draft` of the planned demo split (run_draft's shard loop, a fresh reply cache):
+             validation, grounding, merges that wait for their tier texts, Parquet records.
+  vllm-bench `vllm bench serve --backend openai-chat --dataset-name custom_image` replaying the very
+             requests the pipeline run sent, in the order it sent them: same messages (the same PNG
+             as a base64 data URL first, then the same text), same response_format JSON schema, max tokens,
+             temperature and seed, so the server generates the same tokens for both (checked: the table
+             shows both sides' prompt and completion token totals). vLLM's custom_image dataset has no
+             per-entry output length or body fields, so the launcher below sets them from each JSONL entry
+             (`output_tokens`, `request_overrides`: fields vLLM's own SampleRequest carries and its load
+             generator sends), and otherwise runs vLLM's CLI unchanged. It streams; our client does not.
+  client     our LMMClient alone replaying the same requests (no pipeline around it): what the client costs.
+
+Same concurrency everywhere: --concurrency requests in flight (LMMSettings.max_in_flight, LMMClient's bound,
+vllm bench --max-concurrency), request rate unbounded. The ratio is requests/s of the pipeline (and of the
+client) over vllm bench's, per round; tokens/s are completion tokens per second. The client CPU column is the
+CPU time of the process sending the requests (the drafting run, our client alone, or vllm bench's load
+generator) per request: what the sending side takes from a machine it shares with the server.
+
+    .venv/bin/python bench/lmm_throughput.py [--concurrency 8] [--max-num-seqs 8] [--rounds 2]
+
+Needs `make vllm-env`. Data: the `tiny` demo set's val split, planned with the default config, under
+bench/out/lmm/ (the server logs and vllm bench's result files land there too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pipeline.draft_run import open_draft  # noqa: E402
+from pipeline.lmm_client import Endpoint, LMMClient  # noqa: E402
+from pipeline.lmm_draft import LMMSettings  # noqa: E402
+from tests.lmm.vllm_server import build_tiny_model, tiny_server, vllm_bin  # noqa: E402
+
+MODEL_NAME = "tiny"
+VARIANTS = ("pipeline", "vllm-bench", "client")
+
+# Runs `vllm bench serve` (vLLM's CLI, in vLLM's environment) with one addition: custom_image entries may carry
+# `output_tokens` (the request's max tokens, as vLLM's text `custom` dataset allows) and `request_overrides`
+# (body fields sent with that request only; vLLM's SampleRequest has the field and its load generator merges it
+# into the request, as for its BFCL dataset).
+VLLM_BENCH_PATCH = r"""
+from vllm.benchmarks.datasets import datasets as D
+
+_sample = D.CustomImageDataset.sample
+
+
+def sample(self, *args, **kwargs):
+    requests = _sample(self, *args, **kwargs)
+    prefix = kwargs.get("request_id_prefix", "")
+    for r in requests:
+        item = self.data[int(r.request_id[len(prefix):])]
+        r.expected_output_len = int(item["output_tokens"])
+        r.request_overrides = item.get("request_overrides")
+    return requests
+
+
+D.CustomImageDataset.sample = sample
+"""
+VLLM_BENCH_LAUNCHER = VLLM_BENCH_PATCH + r"""
+import sys
+import time
+
+import vllm.benchmarks.serve as S
+
+_benchmark = S.benchmark
+
+
+async def benchmark(*args, **kwargs):  # the load generator's own CPU time, for the client-cost column
+    cpu = time.process_time()
+    result = await _benchmark(*args, **kwargs)
+    print(f"LOAD_GENERATOR_CPU_SECONDS {time.process_time() - cpu:.3f}")
+    return result
+
+
+S.benchmark = benchmark
+from vllm.entrypoints.cli.main import main
+
+sys.argv = ["vllm", "bench", "serve", *sys.argv[1:]]
+main()
+"""
+
+
+@dataclass
+class Run:
+    variant: str
+    requests: int
+    seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    failed: int = 0
+    cpu_seconds: float = 0.0  # CPU time of the side sending the requests (its process; the server excluded)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def req_s(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def tok_s(self) -> float:
+        return self.completion_tokens / self.seconds
+
+
+def dataset_lines(sent: list[dict]) -> list[dict]:
+    """vllm bench custom_image JSONL entries for the requests a drafting run sent, in the order it sent them.
+
+    Each entry holds the request's exact message content (image data URL first, then the text), its max
+    tokens, and the body fields that shape generation (response_format, temperature, seed).
+    """
+    lines = []
+    for r in sorted(sent, key=lambda r: r["issued_at"]):
+        (message,) = r["messages"]
+        lines.append({"content": message["content"], "output_tokens": r["max_tokens"],
+                      "request_overrides": {"response_format": r["response_format"], "temperature": r["temperature"],
+                                            "seed": r["seed"]}})
+    return lines
+
+
+def underfull_seconds(spans: list[tuple[float, float]], slots: int) -> float:
+    """Seconds, between the first send and the last reply, with fewer than `slots` requests in flight.
+
+    `spans` are (sent, answered) times. A load generator without dependencies only runs short of requests
+    at the very end; a pipeline whose later requests wait for earlier replies (the merge) can also run short
+    while it waits, and at the end of a run its last merges run with few requests beside them.
+    """
+    events = sorted([(t0, 1) for t0, _ in spans] + [(t1, -1) for _, t1 in spans])
+    short, level, last = 0.0, 0, events[0][0]
+    for t, step in events:
+        if level < slots:
+            short += t - last
+        level, last = level + step, t
+    return short
+
+
+def prepare(work: Path) -> tuple[Path, int]:
+    """The tiny demo set's val split, planned once (default config); returns the output folder and patch count."""
+    from pipeline.config import PlanConfig
+    from pipeline.demo_data import generate
+    from pipeline.run import run_plan
+    from pipeline.shards import read_manifest
+
+    data, out = work / "data", work / "out"
+    if not (data / "val").exists():
+        generate(data, scale="tiny", seed=0, splits=("val",), progress=False)
+    manifest = read_manifest(out / "val" / "plans")
+    if not manifest or not manifest.get("complete"):
+        run_plan(PlanConfig.model_validate({"source": {"root": str(data), "split": "val"}, "output": {"out": str(out)}}),
+                 progress=False)
+        manifest = read_manifest(out / "val" / "plans")
+    return out, manifest["rows"]
+
+
+def pipeline_run(out: Path, url: str, mode: str, concurrency: int) -> tuple[Run, list[dict]]:
+    """One `geopixeld draft` run (run_draft's shard loop) from a fresh reply cache; also returns what it sent."""
+    shutil.rmtree(out / "val" / "records", ignore_errors=True)
+    (out / "val" / "lmm_cache.sqlite").unlink(missing_ok=True)
+    for tail in ("-wal", "-shm"):
+        (out / "val" / f"lmm_cache.sqlite{tail}").unlink(missing_ok=True)
+    settings = LMMSettings([Endpoint(url, MODEL_NAME)], instance_mode=mode, max_in_flight=concurrency, timeout=600)
+    sent: list[dict] = []
+    with open_draft(out, "val", settings) as job:
+        job.drafting.on_sent = sent.append
+        t0, cpu = time.perf_counter(), time.process_time()
+        for name in job.shard_names:
+            job.record(*job.draft_shard(name))
+        summary = job.finish()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    s = summary.stats
+    return Run("pipeline", s["requests_sent"], seconds, s["prompt_tokens"], s["completion_tokens"], s["failed"], cpu,
+               {"records": s["records"], "ok": s["ok"],
+                "underfull_s": underfull_seconds([(r["issued_at"], r["issued_at"] + r["seconds"]) for r in sent],
+                                                 concurrency)}), sent
+
+
+def vllm_bench_run(url: str, model_dir: Path, sent: list[dict], concurrency: int, work: Path, tag: str) -> Run:
+    """`vllm bench serve` replaying `sent` (see the module docstring)."""
+    dataset = work / f"dataset-{tag}.jsonl"
+    dataset.write_text("".join(json.dumps(line) + "\n" for line in dataset_lines(sent)))
+    result = work / f"vllm-bench-{tag}.json"
+    result.unlink(missing_ok=True)
+    cmd = [str(vllm_bin("python")), "-c", VLLM_BENCH_LAUNCHER, "--backend", "openai-chat", "--base-url", url,
+           "--endpoint", "/v1/chat/completions", "--model", str(model_dir), "--served-model-name", MODEL_NAME,
+           "--dataset-name", "custom_image", "--dataset-path", str(dataset), "--num-prompts", str(len(sent)),
+           "--disable-shuffle", "--no-oversample", "--max-concurrency", str(concurrency), "--request-rate", "inf",
+           "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", str(work), "--result-filename", result.name]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    (work / f"vllm-bench-{tag}.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not result.exists():
+        raise RuntimeError(f"vllm bench serve failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    r = json.loads(result.read_text())
+    cpu = float(proc.stdout.split("LOAD_GENERATOR_CPU_SECONDS ", 1)[1].split()[0])
+    spans = [(t0, t0 + lat) for t0, lat in zip(r["start_times"], r["latencies"])]
+    return Run("vllm-bench", r["completed"], r["duration"], r["total_input_tokens"], r["total_output_tokens"],
+               r["failed"], cpu, {"underfull_s": underfull_seconds(spans, concurrency)})
+
+
+def client_run(url: str, sent: list[dict], concurrency: int) -> Run:
+    """Our LMMClient alone replaying `sent` in the order it was sent, `concurrency` in flight."""
+    reqs = sorted(sent, key=lambda r: r["issued_at"])
+
+    spans: list[tuple[float, float]] = []
+
+    async def go():
+        async with LMMClient([Endpoint(url, MODEL_NAME)], max_in_flight=concurrency, timeout=600) as client:
+            admit = asyncio.Semaphore(concurrency)  # the client's own bound, seen from outside to time each send
+
+            async def one(r):
+                async with admit:
+                    t = time.perf_counter()
+                    reply = await client.chat(r["messages"], r["response_format"], max_tokens=r["max_tokens"],
+                                              temperature=r["temperature"], seed=r["seed"])
+                    spans.append((t, time.perf_counter()))
+                    return reply
+
+            t0, cpu = time.perf_counter(), time.process_time()
+            replies = await asyncio.gather(*[one(r) for r in reqs])
+            return replies, time.perf_counter() - t0, time.process_time() - cpu
+
+    replies, seconds, cpu = asyncio.run(go())
+    return Run("client", len(replies), seconds, sum(r.usage.get("prompt_tokens", 0) for r in replies),
+               sum(r.usage.get("completion_tokens", 0) for r in replies), 0, cpu,
+               {"underfull_s": underfull_seconds(spans, concurrency)})
+
+
+def prefix_hits(url: str) -> tuple[float, float]:
+    """(prefix-cache queries, hits) in tokens, from the server's Prometheus counters."""
+    import httpx
+
+    got = {"queries": 0.0, "hits": 0.0}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        for k in got:
+            if line.startswith(f"vllm:prefix_cache_{k}_total"):
+                got[k] += float(line.rsplit(" ", 1)[1])
+    return got["queries"], got["hits"]
+
+
+def measured(server, fn, *args) -> Run:
+    """Run one variant from cold server caches, recording its prefix-cache hit rate."""
+    server.reset_caches()
+    q0, h0 = prefix_hits(server.url)
+    got = fn(*args)
+    run = got[0] if isinstance(got, tuple) else got
+    q1, h1 = prefix_hits(server.url)
+    run.extra["prefix_hit"] = (h1 - h0) / (q1 - q0) if q1 > q0 else 0.0
+    run.extra["load_avg"] = os.getloadavg()[0]  # other work on the machine during the run (1-minute average)
+    return got
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=REPO / "bench/out/lmm")
+    ap.add_argument("--concurrency", type=int, default=8, help="requests in flight, the same for every variant")
+    ap.add_argument("--max-num-seqs", type=int, default=8, help="the server's batch size (vllm serve --max-num-seqs)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--modes", default="per-object,per-patch")
+    ap.add_argument("--prefix", default="on,off", help="prefix cache settings to measure (one server start each)")
+    ap.add_argument("--report", type=Path, help="only print the table of a results.json written earlier")
+    args = ap.parse_args()
+    if args.report:
+        rows = json.loads(args.report.read_text())
+        print(table(rows, round(rows[0]["prompt_tokens"] / rows[0]["prompt_tokens_per_patch"])))
+        return
+    if not vllm_bin().exists():
+        sys.exit(f"vLLM is missing ({vllm_bin()}): run `make vllm-env`")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    out, patches = prepare(work)
+    model = build_tiny_model(work / "tiny-qwen2vl")
+    rows = []
+    for prefix in args.prefix.split(","):
+        server = tiny_server(model, work / f"vllm-prefix-{prefix}.log", name=MODEL_NAME, prefix_caching=prefix == "on",
+                             max_num_seqs=args.max_num_seqs, dev_mode=True)
+        t = time.perf_counter()
+        with server:
+            print(f"server up (prefix cache {prefix}) in {time.perf_counter() - t:.0f} s", flush=True)
+            warm, _ = measured(server, pipeline_run, out, server.url, args.modes.split(",")[0], args.concurrency)
+            print(f"  warm-up: {warm.requests} requests in {warm.seconds:.1f} s", flush=True)
+            for mode in args.modes.split(","):
+                sent: list[dict] = []
+                for rnd in range(args.rounds):
+                    tag = f"{prefix}-{mode}-{rnd}"
+                    # pipeline, vllm bench, client; then the other way round (drift on a shared machine cancels).
+                    # A drafting run sends the same requests every time (same seeds): the replays use the latest.
+                    runs = {}
+                    for variant in (VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]):
+                        if variant == "pipeline":
+                            runs[variant], sent = measured(server, pipeline_run, out, server.url, mode, args.concurrency)
+                        elif variant == "vllm-bench":
+                            runs[variant] = measured(server, vllm_bench_run, server.url, model, sent, args.concurrency,
+                                                     work, tag)
+                        else:
+                            runs[variant] = measured(server, client_run, server.url, sent, args.concurrency)
+                    for run in runs.values():
+                        rows.append({"prefix": prefix, "mode": mode, "round": rnd, "variant": run.variant,
+                                     "requests": run.requests, "seconds": run.seconds, "req_s": run.req_s,
+                                     "tok_s": run.tok_s, "prompt_tokens": run.prompt_tokens,
+                                     "completion_tokens": run.completion_tokens, "failed": run.failed,
+                                     "cpu_ms_per_request": 1000 * run.cpu_seconds / run.requests,
+                                     "prompt_tokens_per_patch": run.prompt_tokens / patches, **run.extra})
+                        print(f"  {tag} {run.variant:10s} {run.requests} req {run.seconds:6.1f} s {run.req_s:6.2f} req/s "
+                              f"{run.tok_s:7.1f} tok/s  prompt {run.prompt_tokens} completion {run.completion_tokens} "
+                              f"client CPU {1000 * run.cpu_seconds / run.requests:.1f} ms/req "
+                              f"short of requests {run.extra['underfull_s']:.1f} s "
+                              f"prefix hits {run.extra['prefix_hit']:.0%} load {run.extra['load_avg']:.1f}", flush=True)
+    (work / "results.json").write_text(json.dumps(rows, indent=1))
+    print()
+    print(table(rows, patches))
+    print(f"\n{patches} patches; concurrency {args.concurrency}; server --max-num-seqs {args.max_num_seqs}; "
+          f"{args.rounds} round(s); total bench time {time.perf_counter() - t_all:.0f} s; results in {work}/results.json")
+
+
+def table(rows: list[dict], patches: int) -> str:
+    """Markdown table: per prefix setting and mode, the mean over rounds of each variant, and the ratios."""
+    lines = ["| prefix cache | instance mode | variant | requests | req/s | completion tok/s | prompt tokens | "
+             "completion tokens | prompt tokens / patch | prefix hits | client CPU ms / request | "
+             "s with < concurrency in flight | req/s ratio to vllm bench: mean (per round) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((r["prefix"], r["mode"]) for r in rows))
+    for prefix, mode in keys:
+        group = [r for r in rows if (r["prefix"], r["mode"]) == (prefix, mode)]
+        bench = {r["round"]: r["req_s"] for r in group if r["variant"] == "vllm-bench"}
+        for variant in VARIANTS:
+            rs = [r for r in group if r["variant"] == variant]
+            mean = lambda k: statistics.mean(r[k] for r in rs)  # noqa: E731
+            ratios = [r["req_s"] / bench[r["round"]] for r in rs]
+            ratio = "1" if variant == "vllm-bench" else (f"{statistics.mean(ratios):.2f} ("
+                                                           + ", ".join(f"{x:.2f}" for x in ratios) + ")")
+            lines.append(f"| {prefix} | {mode} | {variant} | {mean('requests'):.0f} | {mean('req_s'):.2f} | "
+                         f"{mean('tok_s'):.0f} | {mean('prompt_tokens'):.0f} | {mean('completion_tokens'):.0f} | "
+                         f"{mean('prompt_tokens') / patches:.0f} | {mean('prefix_hit'):.0%} | "
+                         f"{mean('cpu_ms_per_request'):.1f} | {mean('underfull_s'):.1f} of {mean('seconds'):.1f} | "
+                         f"{ratio} |")
+    bench = {(r["prefix"], r["mode"], r["round"]): r["req_s"] for r in rows if r["variant"] == "vllm-bench"}
+    for variant in ("pipeline", "client"):
+        ratios = [r["req_s"] / bench[r["prefix"], r["mode"], r["round"]] for r in rows if r["variant"] == variant]
+        lines.append(f"\n{variant} / vllm bench, requests/s over all {len(ratios)} rounds: geometric mean "
+                     f"{statistics.geometric_mean(ratios):.2f}, median {statistics.median(ratios):.2f}, "
+                     f"range {min(ratios):.2f}-{max(ratios):.2f}")
+    loads = [r["load_avg"] for r in rows]
+    lines.append(f"\nload average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

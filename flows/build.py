@@ -1,0 +1,186 @@
+"""`build-geopixeld`: the whole dataset build as one Prefect flow; it only orchestrates.
+
+Stages, per split: ingest (read the source, list the shards still to do), tile-and-plan, draft (holistic,
+instance, group and merge requests, or the template drafter), validate (re-check every grounded phrase from the
+files); then stage-curation and write-dataset over all splits. Task runs take batches of shards (each task run
+costs the server about 70 ms of CPU), so an iSAID-scale build stays in the hundreds of task runs.
+
+Where work runs (`task_runner`): `local` runs the tasks on threads and their CPU work on a process pool of this
+machine; `dask` runs the CPU tasks on a `distributed` cluster. Resume comes from the stages themselves: every
+shard is written atomically and recorded in its folder's manifest, LMM replies are cached, so a build killed at
+any point and started again skips what is finished.
+
+(No `from __future__ import annotations` here: Prefect validates served runs' parameters from the annotations.)
+"""
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from tqdm import tqdm
+
+from flows import pool
+from flows.params import BuildParams
+from pipeline import stages
+from pipeline.dataset import dataset_folder, write_dataset
+from pipeline.draft_run import open_draft
+from pipeline.run import prepare_plan
+
+FLOW_NAME = "build-geopixeld"
+
+
+class StageProgress:
+    """A terminal bar (in-process runs) and a Prefect progress artifact for one stage of one split."""
+
+    def __init__(self, key: str, total: int, unit: str, show: bool):
+        self.total, self.done = max(total, 1), 0
+        self.bar = tqdm(total=total, desc=key, unit=unit, disable=not show)
+        self.artifact = create_progress_artifact(progress=0.0, key=key, description=f"{key}: {total} {unit}")
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        self.bar.update(n)
+        update_progress_artifact(self.artifact, progress=100.0 * self.done / self.total)
+
+    def close(self) -> None:
+        update_progress_artifact(self.artifact, progress=100.0)
+        self.bar.close()
+
+
+def _run(fn, *args):
+    """CPU work: on the local process pool when the flow holds one, else here (a Dask worker)."""
+    p = pool.current()
+    return p.submit(fn, *args).result() if p else fn(*args)
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest(params: BuildParams, split: str):
+    stages.ensure_source(params.source.root, [split], params.source.synthetic, log=get_run_logger().info)
+    return prepare_plan(params.plan_config(split), overwrite=params.overwrite)
+
+
+@task(name="tile-and-plan", cache_policy=NO_CACHE)
+def tile_and_plan(batch, cfg, vocab, split_dir):
+    return _run(stages.plan_batch, batch, cfg, vocab, split_dir)
+
+
+@task(name="draft", cache_policy=NO_CACHE)
+def draft(job, names):
+    if job.drafting is not None:  # LMM: I/O bound, on the job's event loop in this thread
+        return stages.draft_batch(job, names)
+    return _run(stages.draft_batch, job, names)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(out: Path, split: str) -> dict:
+    return dict(stages.validate_records(out, split))
+
+
+@task(name="stage-curation", cache_policy=NO_CACHE)
+def stage_curation(params: BuildParams) -> dict:
+    """Export curation sheets for the splits that need a curator's decision before release."""
+    from pipeline.curation import stage_for_build
+
+    return {s: stage_for_build(params.output.out, s) for s in params.splits if s in params.dataset.require_curation}
+
+
+@task(name="write-dataset", cache_policy=NO_CACHE)
+def write(params: BuildParams):
+    return write_dataset(params.output.out, params.splits, params.dataset)
+
+
+def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
+    job = ingest(params, split)
+    progress = StageProgress(f"plan-{split}", len(job.todo), "shard", params.progress)
+    futures = [tile_and_plan.submit(b, job.cfg, job.vocab, job.split_dir) for b in stages.batches(job.todo, params.batch_shards)]
+    counts["task runs"] += len(futures) + 1
+    for fut in as_completed(futures):
+        for r in fut.result():
+            job.record(r)
+            progress.step()
+    progress.close()
+    summary = job.finish()
+    get_run_logger().info(summary.table())
+    return {"images": summary.stats["images"], "patches": summary.stats["patches"], "kept": summary.stats["kept"],
+            "quarantined": len(summary.issues), "skipped shards": summary.shards_skipped}
+
+
+def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
+    with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
+        todo = [n for n in job.shard_names if not job.is_finished(n)]
+        progress = StageProgress(f"draft-{split}", len(todo), "shard", params.progress)
+        groups = stages.batches(todo, params.batch_shards)
+        counts["task runs"] += len(groups)
+        if job.drafting is None:
+            results = (f.result() for f in as_completed([draft.submit(job, g) for g in groups]))
+        else:
+            results = (draft(job, g) for g in groups)  # one batch at a time; requests in flight within it
+        for entries in results:
+            for rec_name, entry in entries:
+                job.record(rec_name, entry)
+                progress.step()
+        progress.close()
+        summary = job.finish()
+    get_run_logger().info(summary.table())
+    s = summary.stats
+    return {k: s[k] for k in ("records", "ok", "failed", "phrases", "instance_phrases", "group_phrases",
+                              "requests_sent", "cache_hits") if k in s}
+
+
+@flow(name="build-splits")
+def build_splits(params: BuildParams) -> dict:
+    """Per split: plan, draft and validate (on the build's task runner)."""
+    counts, rows = Counter(), []
+    with pool.local_pool(params):
+        for split in params.splits:
+            for stage, fn in (("plan", plan_split), ("draft", draft_split)):
+                t0 = time.perf_counter()
+                res = fn(params, split, counts)
+                rows.append({"split": split, "stage": stage, "seconds": round(time.perf_counter() - t0, 2), **res})
+            t0 = time.perf_counter()
+            res = validate(params.output.out, split)
+            counts["task runs"] += 1
+            rows.append({"split": split, "stage": "validate", "seconds": round(time.perf_counter() - t0, 2), **res})
+    return {"rows": rows, "task_runs": counts["task runs"]}
+
+
+@flow(name=FLOW_NAME)
+def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
+    """Build a GeoPixelD-style dataset: tile, plan, draft, validate, stage curation, write Parquet and the card."""
+    logger = get_run_logger()
+    stages.check_writable(params.output.out)
+    with stages.output_lock(params.output.out, log=logger.warning):
+        inner = build_splits.with_options(task_runner=pool.task_runner(params))(params)
+        rows, task_runs = inner["rows"], inner["task_runs"]
+        if any(s in params.dataset.require_curation for s in params.splits):
+            t0 = time.perf_counter()
+            staged = stage_curation(params)
+            task_runs += 1
+            for split, res in staged.items():
+                rows.append({"split": split, "stage": "stage-curation", "seconds": round(time.perf_counter() - t0, 2),
+                             **res})
+        t0 = time.perf_counter()
+        summary = write(params)
+        task_runs += 1
+    for split, r in summary.splits.items():
+        rows.append({"split": split, "stage": "write-dataset", "seconds": round(time.perf_counter() - t0, 2),
+                     "rows": r.rows, "phrases": r.stats["phrases"], "held back": r.held_back or ""})
+    logger.info(summary.table())
+    create_table_artifact(key="build-geopixeld-stages", table=_columns(rows),
+                          description=f"Counts, failures and time per stage ({task_runs} task runs)")
+    card = (dataset_folder(params.output.out, params.dataset) / "README.md").read_text()
+    create_markdown_artifact(key="build-geopixeld-card", markdown=card.split("---\n", 2)[-1],
+                             description="The dataset card of this build")
+    logger.info(f"dataset: {summary.folder} ({task_runs} task runs)")
+    return {"dataset": str(summary.folder), "stages": rows, "task_runs": task_runs,
+            "rows": {s: r.rows for s, r in summary.splits.items()}}
+
+
+def _columns(rows: list[dict]) -> list[dict]:
+    """Table artifact rows with the same keys (missing cells empty)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k, "") for k in keys} for r in rows]

@@ -1,0 +1,136 @@
+"""The one parameter model of a build: everything `build-geopixeld` needs, validated before any work starts.
+
+Defaults build the synthetic demo (generated under demo/data when missing) with the offline template drafter.
+The sections reuse the planning config (`pipeline.config`), so docs/config.md documents them too.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.config import OutputConfig, PlanConfig, PlanRules, SourceConfig
+from pipeline.dataset import DatasetSettings
+
+TIERS = ("holistic", "instance", "group", "merge")
+
+
+class BuildSource(SourceConfig):
+    """The input, for every split (`split` is taken from `splits`; `{split}` in paths is replaced)."""
+
+    root: Path = Field(Path("demo/data"), description="Dataset root (relative paths are taken from the serving process's folder).")
+    synthetic: Literal["tiny", "small"] | None = Field(
+        "small", description="When the root holds no annotations yet, generate the synthetic demo set there at this "
+        "scale; null for real data (a missing root is then an error).")
+
+
+class BuildOutput(OutputConfig):
+    out: Path = Field(Path("demo/build"), description="Output root: <out>/<split>/{plans,records}, <out>/dataset.")
+
+
+class Endpoints(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(min_length=1, description="Server base URLs (http://host:port), load spread across them.")
+    model: str = Field(min_length=1, description="The served model name (vllm serve --served-model-name).")
+
+    @field_validator("urls")
+    @classmethod
+    def _http(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        return urls
+
+
+class LMMParams(BaseModel):
+    """Where the LMM runs and how it samples. Absent: the offline template drafter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: Endpoints = Field(description="Default servers of every tier.")
+    merge: Endpoints | None = Field(None, description="Servers of the merge (the paper merged with a text-only LLM).")
+    tiers: dict[Literal["holistic", "instance", "group", "merge"], Endpoints] = Field(
+        default_factory=dict, description="Per-tier servers that override the above.")
+    api_key_env: str = Field("GEOPIXELD_VLLM_API_KEY", description="Environment variable holding the API key (never logged).")
+    instance_mode: Literal["per-object", "per-patch"] = Field("per-object", description="One request per marked object "
+                                                              "(the paper) or one per patch.")
+    temperature: float = Field(0.2, ge=0, le=2)
+    seed: int = 0
+    invalid_retries: int = Field(2, ge=0, description="Extra tries with another seed when a reply fails validation.")
+    max_in_flight: int = Field(16, ge=1, description="Requests in flight at once, over all servers.")
+    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    prompts_dir: Path | None = Field(None, description="Folder of prompt templates overriding the bundled ones.")
+
+    def settings(self):
+        """The drafting stage's LMMSettings."""
+        from pipeline.lmm_client import Endpoint
+        from pipeline.lmm_draft import LMMSettings
+
+        def eps(e: Endpoints | None):
+            return [Endpoint(u, e.model, self.api_key_env) for u in e.urls] if e else None
+
+        return LMMSettings(eps(self.endpoints), merge_endpoints=eps(self.merge),
+                           tier_endpoints={t: eps(e) for t, e in self.tiers.items()}, instance_mode=self.instance_mode,
+                           temperature=self.temperature, seed=self.seed, invalid_retries=self.invalid_retries,
+                           max_in_flight=self.max_in_flight, timeout=self.timeout, prompts_dir=self.prompts_dir)
+
+
+class TaskRunnerParams(BaseModel):
+    """Where the CPU stages (tiling and planning, template drafting) run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "dask"] = Field("local", description="local: processes of this machine; dask: a "
+                                            "distributed cluster (prefect-dask).")
+    address: str | None = Field(None, description="dask: scheduler address (tcp://host:8786) of an existing cluster; "
+                                                  "none starts a LocalCluster on this machine.")
+    dask_workers: int = Field(2, ge=1, description="dask without address: LocalCluster worker processes.")
+
+
+class BuildParams(PlanRules):
+    """Parameters of one `build-geopixeld` run: the planning rules (tiling, clip, filters, tiers, priors, marks)
+    and the rest of the build."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: BuildSource = BuildSource()
+    splits: list[str] = Field(["train", "val"], min_length=1, description="Splits to build, in order.")
+    output: BuildOutput = BuildOutput()
+    lmm: LMMParams | None = Field(None, description="LMM servers; none: the offline template drafter.")
+    dataset: DatasetSettings = DatasetSettings()
+    workers: int = Field(0, ge=0, description="Worker processes of the CPU stages (0: one per core).")
+    batch_shards: int = Field(2, ge=1, description="Shards per task run: each task run costs the Prefect server "
+                                                   "about 70 ms of CPU, so tasks take batches, never single objects.")
+    task_runner: TaskRunnerParams = TaskRunnerParams()
+    strict: bool = Field(False, description="Stop at the first bad input record instead of quarantining it.")
+    overwrite: bool = Field(False, description="Replace plans made with another config in the output folder.")
+    progress: bool = Field(True, description="Terminal progress bars (in-process runs).")
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"splits repeat: {v}")
+        for s in v:
+            if not s or "/" in s or s.startswith("."):
+                raise ValueError(f"{s!r} is not a split folder name")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self):
+        self.plan_config(self.splits[0])  # the planning config of each split must validate too
+        return self
+
+    def plan_config(self, split: str) -> PlanConfig:
+        src = self.source.model_dump(exclude={"synthetic", "split"})
+        for key in ("annotations", "images"):
+            if src.get(key) is not None:
+                src[key] = Path(str(src[key]).replace("{split}", split))
+        rules = {name: getattr(self, name) for name in PlanRules.model_fields}
+        return PlanConfig(source=SourceConfig(**src, split=split), output=OutputConfig(**self.output.model_dump()),
+                          strict=self.strict, workers=self.workers, **rules)
+
+    def cpu_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1

@@ -1,0 +1,72 @@
+"""The dataset card (README.md of a built dataset): Hugging Face metadata, statistics beside the paper's, and
+how to load the files. Rendered from the dataset manifest only, so it always matches what was written."""
+
+from __future__ import annotations
+
+# GeoPixelD as released (GeoPixel, ICML 2025; ../shared/GEOPIXELD.md). None: not reported.
+PAPER = {
+    "train": {"holistic": 16795, "instance": 36793, "group": 17023, "phrases": 53816, "objects": 600817, "caption_chars": 740},
+    "test": {"holistic": None, "instance": None, "group": None, "phrases": 5427, "objects": 61384, "caption_chars": 647},
+}
+
+_ROWS = [("holistic", "holistic annotations (patches)"), ("instance", "instance annotations (phrases)"),
+         ("group", "group annotations (phrases)"), ("phrases", "grounded phrases ([SEG])"),
+         ("objects", "objects covered by the masks"), ("caption_chars", "mean description length (characters)")]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
+
+
+def stats_table(manifest: dict) -> str:
+    """One table per split: this build beside GeoPixelD's published numbers."""
+    parts = []
+    for split, entry in manifest["splits"].items():
+        if entry.get("held_back"):
+            parts.append(f"### {split}\n\nNot released: {entry['held_back']}.\n")
+            continue
+        s = entry.get("stats", {})
+        ours = {k: s.get(k, 0) for k, _ in _ROWS}
+        ours["caption_chars"] = round(s.get("caption_chars", 0) / s["patches"]) if s.get("patches") else None
+        paper = PAPER.get({"val": "test", "validation": "test"}.get(split, split), {})
+        lines = [f"### {split}", "", "| | this build | GeoPixelD (paper) |", "|---|---:|---:|"]
+        for k, label in _ROWS:
+            lines.append(f"| {label} | {_fmt(ours[k])} | {_fmt(paper.get(k))} |")
+        drafters = ", ".join(f"{k.split(': ')[1]} {v:,}" for k, v in sorted(s.items()) if k.startswith("drafter: "))
+        curation = ", ".join(f"{k.split(': ')[1]} {v:,}" for k, v in sorted(s.items()) if k.startswith("curation: "))
+        lines += ["", f"{s.get('records', 0):,} patches drafted; {s.get('failed', 0):,} failed grounding and "
+                      f"{s.get('rejected', 0):,} were rejected by curators (both left out); "
+                      f"{s.get('dropped', 0):,} planned instances or groups were dropped from descriptions "
+                      "(listed per row in `dropped`).",
+                  f"Drafted by: {drafters or '–'}. Curation: {curation or '–'}."]
+        if "phrases_accepted" in entry:
+            lines.append(f"Curated phrases: {entry['phrases_accepted']:,} accepted, {entry['phrases_edited']:,} edited, "
+                         f"{entry['phrases_rejected']:,} rejected.")
+        if paper and split != "train":
+            lines.append("(The paper's column is GeoPixelD's hand-validated test split.)")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def render_card(name: str, license: str, manifest: dict) -> str:
+    released = [s for s, e in manifest["splits"].items() if not e.get("held_back") and e.get("shards")]
+    configs = "\n".join(f"  - split: {s}\n    path: data/{s}/*.parquet" for s in released)
+    front = (f"---\nlicense: {license}\npretty_name: {name}\ntask_categories:\n- image-segmentation\n- image-to-text\n"
+             f"configs:\n- config_name: default\n  data_files:\n{configs}\n---\n" if released
+             else f"---\nlicense: {license}\npretty_name: {name}\n---\n")
+    return (
+        front
+        + f"\n# {name}\n\n"
+        "Grounded conversations over aerial image patches, built by geopixeld from an iSAID-style dataset: each row is "
+        "one 800x800 patch with a description whose phrases are `<p> tag </p> [SEG]`, each `[SEG]` grounded to one "
+        "mask (an instance, or the union of a group).\n\n"
+        f"Schema version {manifest.get('schema_version')} (docs/dataset-schema.md of geopixeld); row counts and "
+        "checksums of every shard are in `_manifest.json`; `geopixeld/` holds the same rows in the released "
+        "GeoPixelD JSON layout.\n\n## Statistics\n\n" + stats_table(manifest) + "\n## Loading\n\n"
+        "```python\nimport pandas as pd\ndf = pd.read_parquet(\"data/train\")\n\n"
+        "from datasets import load_dataset\nds = load_dataset(\"parquet\", data_files={\"train\": \"data/train/*.parquet\"})\n\n"
+        "import duckdb\nduckdb.sql(\"select patch_id, len(phrases) from 'data/*/*.parquet'\")\n```\n\n"
+        "Masks are COCO RLE: `pycocotools.mask.decode({'size': m['rle']['size'], 'counts': m['rle']['counts']})`.\n"
+    )

@@ -1,0 +1,145 @@
+"""Pure curation logic: sentences of a description, edit checks, applying decisions, and the two policies."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from pipeline import masks
+from pipeline.curation.content import (REJECTED, CurationError, Decided, Resolution, apply, check_edit, content_hash,
+                                       segments)
+from pipeline.curation.policies import resolve
+from pipeline.grounding import PHRASE
+
+T = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _rle(x0: int) -> dict:
+    m = np.zeros((20, 20), np.uint8)
+    m[2:6, x0 : x0 + 3] = 1
+    return masks.from_coco(__import__("pycocotools.mask", fromlist=["encode"]).encode(np.asfortranarray(m)))
+
+
+def _record(description: str) -> dict:
+    tags = [m["text"] for m in PHRASE.finditer(description)]
+    phrases = []
+    for i, m in enumerate(PHRASE.finditer(description)):
+        phrases.append({"tag": m["text"], "start": m.start("text"), "end": m.end("text"), "kind": "instance",
+                        "category": m["text"].rsplit("-", 1)[0], "object_ids": [i + 1], "rle": _rle(i * 4)})
+    assert len(tags) == len(phrases)
+    return {"schema_version": 1, "patch_id": "P1", "split": "val", "image_path": None, "width": 20, "height": 20,
+            "description": description, "phrases": phrases, "holistic": "h", "instance_texts": [], "group_texts": [],
+            "dropped": [{"tag": "ship-9", "reason": "planned but left out"}], "failures": [], "status": "ok",
+            "error": None, "provenance": {"drafter": "lmm"}, "curation_status": "pending"}
+
+
+DESC = ("An aerial view. The <p> plane-1 </p> [SEG] is large. The <p> tennis court-1 </p> [SEG] sits next to the "
+        "<p> plane-2 </p> [SEG]!  A road runs across.")
+
+
+def test_segments_cut_sentences_never_inside_markup_and_join_back():
+    desc = "Lead. The <p> odd. tag-1 </p> [SEG] is here?  Yes <p> b-1 </p> [SEG] and <p> c-1 </p> [SEG]. End"
+    segs = segments(desc)
+    assert "".join(desc[s.start : s.end] + s.sep for s in segs) == desc
+    assert [s.tags for s in segs] == [(), ("odd. tag-1",), ("b-1", "c-1"), ()]
+    assert segments(DESC)[2].tags == ("tennis court-1", "plane-2")
+
+
+def test_check_edit_keeps_the_tags_of_the_sentence():
+    tags = ("tennis court-1", "plane-2")
+    ok = "A <p> tennis court-1 </p> [SEG] with blue lines beside <p> plane-2 </p> [SEG]."
+    assert check_edit(ok, tags, set(tags), "tennis court-1") is None
+    assert "must stay" in check_edit("A court beside <p> plane-2 </p> [SEG].", tags, set(tags), "tennis court-1")
+    # a phrase rejected in the same file may leave the sentence
+    assert check_edit("A <p> tennis court-1 </p> [SEG].", tags, {"tennis court-1"}, "tennis court-1") is None
+    assert "not one of" in check_edit(ok + " <p> plane-1 </p> [SEG]", tags, set(tags), "plane-2")
+    assert "unbalanced" in check_edit("A <p> tennis court-1 [SEG] <p> plane-2 </p> [SEG]", tags, set(tags), "plane-2")
+    assert "more than once" in check_edit(ok + " <p> plane-2 </p> [SEG]", tags, set(tags), "plane-2")
+    assert "empty" in check_edit("  ", tags, set(), "plane-2")
+
+
+def test_apply_edit_reject_and_respan():
+    rec = _record(DESC)
+    res = Resolution(
+        patch=Decided("accept", T, "ann"),
+        phrases={"plane-1": Decided("reject", T, "ann"),
+                 "tennis court-1": Decided("edit", T, "ann",
+                                           "The clay <p> tennis court-1 </p> [SEG] lies beside the <p> plane-2 </p> [SEG]."),
+                 "plane-2": Decided("reject", T + timedelta(seconds=1), "ann")})
+    out, counts = apply(rec, res)
+    assert out["description"] == "An aerial view. The clay <p> tennis court-1 </p> [SEG] lies beside the plane.  A road runs across."
+    assert [p["tag"] for p in out["phrases"]] == ["tennis court-1"]
+    p = out["phrases"][0]
+    assert out["description"][p["start"] : p["end"]] == "tennis court-1"
+    assert p["rle"] == rec["phrases"][1]["rle"] and p["object_ids"] == [2]  # the mask stays with its tag
+    assert out["dropped"] == rec["dropped"] + [{"tag": "plane-1", "reason": REJECTED}, {"tag": "plane-2", "reason": REJECTED}]
+    assert out["curation_status"] == "accepted" and out["status"] == "ok"
+    assert counts == {"phrases_edited": 1, "phrases_rejected": 2}
+    assert rec["description"] == DESC  # the input row is not changed
+
+
+def test_accepting_a_patch_accepts_undecided_phrases_and_flags_count_only_explicit_ones():
+    rec = _record(DESC)
+    _, counts = apply(rec, Resolution(patch=Decided("accept", T, "a")))
+    assert counts == {"phrases_accepted": 3}
+    out, counts = apply(rec, Resolution(patch=Decided("flag", T, "a", "blurry"), phrases={"plane-1": Decided("accept", T, "a")}))
+    assert out["curation_status"] == "flagged" and counts == {"phrases_accepted": 1}
+    out, counts = apply(rec, Resolution(patch=Decided("reject", T, "a")))
+    assert out["curation_status"] == "rejected" and not counts
+    out, _ = apply(rec, Resolution(phrases={"plane-1": Decided("accept", T, "a")}))
+    assert out["curation_status"] == "pending" and out["description"] == DESC
+
+
+def test_an_edit_that_invents_a_tag_is_refused():
+    rec = _record(DESC)
+    bad = Resolution(phrases={"plane-1": Decided("edit", T, "a", "The <p> plane-1 </p> [SEG] near <p> ship-1 </p> [SEG].")})
+    with pytest.raises(CurationError, match="ship-1"):
+        apply(rec, bad)
+
+
+def test_content_hash_ignores_curation_status_only():
+    rec = _record(DESC)
+    assert content_hash(rec) == content_hash({**rec, "curation_status": "accepted"})
+    assert content_hash(rec) != content_hash({**rec, "description": DESC + " "})
+
+
+def _row(curator, item, decision, minutes, text=None, sha="f1"):
+    return {"curator": curator, "level": "patch" if item == "patch" else "phrase", "tag": None if item == "patch" else item,
+            "decision": decision, "text": text, "decided_at": T + timedelta(minutes=minutes), "imported_at": T,
+            "decision_file_sha256": sha, "seq": 0}
+
+
+def test_policy_latest_wins_and_reports_the_disagreement():
+    rows = [_row("ann", "patch", "accept", 1), _row("bob", "patch", "reject", 2), _row("ann", "plane-1", "accept", 1),
+            _row("bob", "plane-1", "accept", 3)]
+    res, conflicts = resolve("P1", rows, "latest")
+    assert res.patch.decision == "reject" and res.patch.curator == "bob" and not res.needs_look
+    assert [(c.item, c.settled) for c in conflicts] == [("patch", "reject")]  # both accepted plane-1: no conflict
+
+
+def test_same_curator_changing_their_mind_is_no_conflict():
+    res, conflicts = resolve("P1", [_row("ann", "patch", "accept", 1), _row("ann", "patch", "reject", 5)], "third-look")
+    assert res.patch.decision == "reject" and not conflicts
+
+
+def test_policy_third_look_holds_a_tie_until_a_third_curator_decides():
+    rows = [_row("ann", "patch", "accept", 1), _row("bob", "patch", "reject", 2)]
+    res, conflicts = resolve("P1", rows, "third-look")
+    assert res.patch is None and res.needs_look and conflicts[0].settled is None
+    out, _ = apply(_record(DESC), res)
+    assert out["curation_status"] == "pending"
+    res, conflicts = resolve("P1", rows + [_row("cy", "patch", "accept", 0)], "third-look")
+    assert res.patch.decision == "accept" and not res.needs_look and conflicts[0].settled == "accept"
+
+
+def test_edits_with_different_texts_disagree():
+    rows = [_row("ann", "plane-1", "edit", 1, "The <p> plane-1 </p> [SEG] is white."),
+            _row("bob", "plane-1", "edit", 2, "The  <p> plane-1 </p> [SEG] is white.")]
+    assert resolve("P1", rows, "third-look")[1] == []  # the same text up to spacing
+    rows[1]["text"] = "The <p> plane-1 </p> [SEG] is grey."
+    res, conflicts = resolve("P1", rows, "third-look")
+    assert res.needs_look and "plane-1" not in res.phrases and len(conflicts) == 1
+    with pytest.raises(ValueError, match="policy"):
+        resolve("P1", rows, "majority")
