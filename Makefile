@@ -13,7 +13,7 @@ PARAMS ?=
 PREFECT_PORT ?= 4200
 RUN    ?= runs/tiny
 
-.PHONY: venv venv-all chromium vllm-env demo test train eval bench serve stop clean help
+.PHONY: venv venv-all chromium vllm-env demo test train eval bench bench-prefect bench-lmm bench-curation serve stop clean help
 
 help:
 	@echo "make demo   - create .venv if missing, generate the synthetic demo dataset and plan it into $(DEMO)/out"
@@ -24,6 +24,7 @@ help:
 	@echo "make serve  - start a local Prefect server and serve build-geopixeld/$(NAME) (PARAMS=file.yaml for your own build)"
 	@echo "make stop   - stop the serving process and the Prefect server"
 	@echo "make bench  - plan the iSAID-scale synthetic set and print the benchmark table (long)"
+	@echo "make bench-prefect / bench-lmm / bench-curation - Prefect overhead, drafting vs vllm bench serve, sheet opening"
 	@echo "make clean  - remove the demo output and caches (keeps .venv)"
 
 # `make demo` needs only the core packages; `make test` installs every extra (torch CPU build, Prefect-Dask,
@@ -75,6 +76,15 @@ stop:
 
 bench: venv
 	$(BIN)/python bench/plan_isaid_scale.py
+
+bench-prefect: venv-all
+	$(BIN)/python bench/prefect_overhead.py
+
+bench-lmm: venv-all
+	$(BIN)/python bench/lmm_throughput.py
+
+bench-curation: venv-all chromium
+	$(BIN)/python bench/curation_sheet_open.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache bench/out $(RUN)

@@ -26,7 +26,9 @@ Same concurrency everywhere: --concurrency requests in flight (LMMSettings.max_i
 vllm bench --max-concurrency), request rate unbounded. The ratio is requests/s of the pipeline (and of the
 client) over vllm bench's, per round; tokens/s are completion tokens per second. The client CPU column is the
 CPU time of the process sending the requests (the drafting run, our client alone, or vllm bench's load
-generator) per request: what the sending side takes from a machine it shares with the server.
+generator) per request: what the sending side takes from a machine it shares with the server. "s with <
+concurrency in flight" (from each request's send and reply times) is where a run loses throughput for want of
+requests: at its end, and in the pipeline while merges wait for their patch's tier texts.
 
     .venv/bin/python bench/lmm_throughput.py [--concurrency 8] [--max-num-seqs 8] [--rounds 2]
 
@@ -296,8 +298,10 @@ def main() -> None:
     model = build_tiny_model(work / "tiny-qwen2vl")
     rows = []
     for prefix in args.prefix.split(","):
-        server = tiny_server(model, work / f"vllm-prefix-{prefix}.log", name=MODEL_NAME, prefix_caching=prefix == "on",
-                             max_num_seqs=args.max_num_seqs, dev_mode=True)
+        log = work / f"vllm-prefix-{prefix}.log"
+        log.unlink(missing_ok=True)
+        server = tiny_server(model, log, name=MODEL_NAME, prefix_caching=prefix == "on", max_num_seqs=args.max_num_seqs,
+                             dev_mode=True)
         t = time.perf_counter()
         with server:
             print(f"server up (prefix cache {prefix}) in {time.perf_counter() - t:.0f} s", flush=True)

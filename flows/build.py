@@ -40,11 +40,15 @@ class StageProgress:
         self.total, self.done = max(total, 1), 0
         self.bar = tqdm(total=total, desc=key, unit=unit, disable=not show)
         self.artifact = create_progress_artifact(progress=0.0, key=key, description=f"{key}: {total} {unit}")
+        self.last = time.monotonic()
 
     def step(self, n: int = 1) -> None:
         self.done += n
         self.bar.update(n)
-        update_progress_artifact(self.artifact, progress=100.0 * self.done / self.total)
+        now = time.monotonic()
+        if now - self.last >= 2.0:  # each update is a call to the server: at most one every 2 s
+            update_progress_artifact(self.artifact, progress=100.0 * self.done / self.total)
+            self.last = now
 
     def close(self) -> None:
         update_progress_artifact(self.artifact, progress=100.0)
@@ -154,7 +158,10 @@ def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
     logger = get_run_logger()
     stages.check_writable(params.output.out)
     with stages.output_lock(params.output.out, log=logger.warning):
-        inner = build_splits.with_options(task_runner=pool.task_runner(params))(params)
+        if params.task_runner.kind == "local":  # the flow's own thread runner; a sub-flow only to change runners
+            inner = build_splits.fn(params)
+        else:
+            inner = build_splits.with_options(task_runner=pool.task_runner(params))(params)
         rows, task_runs = inner["rows"], inner["task_runs"]
         if any(s in params.dataset.require_curation for s in params.splits):
             t0 = time.perf_counter()
