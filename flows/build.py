@@ -161,7 +161,7 @@ def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
         if params.task_runner.kind == "local":  # the flow's own thread runner; a sub-flow only to change runners
             inner = build_splits.fn(params)
         else:
-            inner = build_splits.with_options(task_runner=pool.task_runner(params))(params)
+            inner = build_splits.with_options(task_runner=pool.dask_runner(params))(params)
         rows, task_runs = inner["rows"], inner["task_runs"]
         if any(s in params.dataset.require_curation for s in params.splits):
             t0 = time.perf_counter()

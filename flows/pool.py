@@ -29,19 +29,16 @@ def local_pool(params: BuildParams):
         _POOL = None
 
 
-def task_runner(params: BuildParams):
-    """threads (local; their CPU work goes to the process pool) or a Dask cluster (prefect-dask)."""
+def dask_runner(params: BuildParams):
+    """The Dask task runner (prefect-dask) of a `task_runner.kind: dask` build: an existing cluster's address, or a
+    LocalCluster. Local builds need none: their tasks run on the flow's threads, their CPU work on `local_pool`."""
     tr = params.task_runner
-    if tr.kind == "dask":
-        try:
-            from prefect_dask import DaskTaskRunner
-        except ImportError as exc:  # pragma: no cover - the flows extra installs it
-            raise RuntimeError("task_runner.kind=dask needs prefect-dask: pip install -e '.[flows]'") from exc
-        if tr.address:
-            return DaskTaskRunner(address=tr.address)
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                              cluster_kwargs={"n_workers": tr.dask_workers, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None})
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    return ThreadPoolTaskRunner(max_workers=params.cpu_workers() + 1)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:  # pragma: no cover - the flows extra installs it
+        raise RuntimeError("task_runner.kind=dask needs prefect-dask: pip install -e '.[flows]'") from exc
+    if tr.address:
+        return DaskTaskRunner(address=tr.address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": tr.dask_workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
