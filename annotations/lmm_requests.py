@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prompts import Template
-from pipeline.records import Group, PlannedObject
+from pipeline.contracts.records import Group, PlannedObject
 
 PLAIN = r'[^"\\<>\u0000-\u001f]'  # no quotes, backslashes, angle brackets or control characters
 MARKUP = r'[^"\\\u0000-\u001f]'  # the merge may write <p> and </p>

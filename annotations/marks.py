@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from pipeline.config import MarkConfig
-from pipeline.records import Mark
+from pipeline.contracts.config import MarkConfig
+from pipeline.contracts.records import Mark
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TEXT_RGB = (255, 255, 0)  # yellow

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import masks
-from pipeline.categories import Vocabulary
-from pipeline.config import FilterConfig, PlanConfig
-from pipeline.records import Group, Mark, PlannedObject
+from pipeline.contracts import masks
+from pipeline.contracts.categories import Vocabulary
+from pipeline.contracts.config import FilterConfig, PlanConfig
+from pipeline.contracts.records import Group, Mark, PlannedObject
 
-from .marks import place_marks
-from .priors import position_word, quantity_word
-from .tiers import assign_tiers, bucket_groups
+from annotations.marks import place_marks
+from annotations.priors import position_word, quantity_word
+from annotations.tiers import assign_tiers, bucket_groups
 
 
 @dataclass

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipeline.categories import Vocabulary
-from pipeline.records import Group, PatchPlan, PlannedObject
+from pipeline.contracts.categories import Vocabulary
+from pipeline.contracts.records import Group, PatchPlan, PlannedObject
 
 DRAFTER = "template"
 VERSION = "1"

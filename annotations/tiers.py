@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pipeline.categories import Category, Vocabulary
-from pipeline.config import TierRule
-from pipeline.records import PlannedObject
+from pipeline.contracts.categories import Category, Vocabulary
+from pipeline.contracts.config import TierRule
+from pipeline.contracts.records import PlannedObject
 
-from .priors import POSITION_WORDS, grid_cell
+from annotations.priors import POSITION_WORDS, grid_cell
 
 GRID_SHAPES = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1), "2x2": (2, 2), "3x3": (3, 3)}  # rows, cols
 _CELL_WORDS = {

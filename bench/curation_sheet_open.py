@@ -21,7 +21,7 @@ from playwright.sync_api import sync_playwright
 
 from pipeline.curation import ExportFilter, SheetSettings, export_sheets
 from pipeline.curation.browser import launch
-from pipeline.shards import read_manifest
+from pipeline.contracts.shards import read_manifest
 
 TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 LAY_OUT_ALL = ("() => { for (const s of document.querySelectorAll('section.patch')) s.style.contentVisibility = 'visible';"
@@ -33,10 +33,10 @@ def drafted(data: Path) -> Path:
     m = read_manifest(out / "val" / "records")
     if m and m.get("complete"):
         return out
-    from pipeline.config import PlanConfig
-    from pipeline.demo_data import generate
-    from pipeline.draft_run import run_draft
-    from pipeline.run import run_plan
+    from pipeline.contracts.config import PlanConfig
+    from pipeline.synthetic.isaid import generate
+    from pipeline.drafting.stage import run_draft
+    from pipeline.planning.stage import run_plan
 
     print(f"making the small synthetic val split in {data} (once) ...", flush=True)
     generate(data / "src", scale="small", seed=0, splits=("val",), progress=False)

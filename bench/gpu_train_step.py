@@ -75,9 +75,9 @@ def loader_rate(cfg_name: str, workers: int, batches: int) -> float:
 
     from model.train import load_train_config, measure_loader
     from pipeline.cli import build_plan_config
-    from pipeline.demo_data import generate
-    from pipeline.draft_run import run_draft
-    from pipeline.run import run_plan
+    from pipeline.synthetic.isaid import generate
+    from pipeline.drafting.stage import run_draft
+    from pipeline.planning.stage import run_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

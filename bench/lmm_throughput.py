@@ -5,7 +5,7 @@ reaches against the same server with the same prompts: the client must never be 
 both instance modes (per-object, per-patch), with and without the server's prefix cache.
 
 For each server (prefix cache on, then off; a real `vllm serve` of the tiny Qwen2-VL the tests use, started
-with their flags by tests/lmm/vllm_server.py), after one warm-up drafting run, every round of each instance
+with their flags by pipeline/synthetic/vllm_server.py), after one warm-up drafting run, every round of each instance
 mode runs three variants one after the other (pipeline, vllm bench, client; the next round in the reverse
 order, so that drift from other work on a shared machine cancels), with the server's prefix, multimodal and
 encoder caches emptied before each:
@@ -54,10 +54,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.draft_run import open_draft  # noqa: E402
-from pipeline.lmm_client import Endpoint, LMMClient  # noqa: E402
-from pipeline.lmm_draft import LMMSettings  # noqa: E402
-from tests.lmm.vllm_server import build_tiny_model, tiny_server, vllm_bin  # noqa: E402
+from pipeline.drafting.stage import open_draft  # noqa: E402
+from pipeline.drafting.lmm_client import Endpoint, LMMClient  # noqa: E402
+from pipeline.drafting.lmm_drafter import LMMSettings  # noqa: E402
+from pipeline.synthetic.vllm_server import build_tiny_model, tiny_server, vllm_bin  # noqa: E402
 
 MODEL_NAME = "tiny"
 VARIANTS = ("pipeline", "vllm-bench", "client")
@@ -161,10 +161,10 @@ def underfull_seconds(spans: list[tuple[float, float]], slots: int) -> float:
 
 def prepare(work: Path) -> tuple[Path, int]:
     """The tiny demo set's val split, planned once (default config); returns the output folder and patch count."""
-    from pipeline.config import PlanConfig
-    from pipeline.demo_data import generate
-    from pipeline.run import run_plan
-    from pipeline.shards import read_manifest
+    from pipeline.contracts.config import PlanConfig
+    from pipeline.synthetic.isaid import generate
+    from pipeline.planning.stage import run_plan
+    from pipeline.contracts.shards import read_manifest
 
     data, out = work / "data", work / "out"
     if not (data / "val").exists():

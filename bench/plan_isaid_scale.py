@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.config import PlanConfig
-from pipeline.demo_data import generate
-from pipeline.run import run_plan
+from pipeline.contracts.config import PlanConfig
+from pipeline.synthetic.isaid import generate
+from pipeline.planning.stage import run_plan
 
 
 class PeakRSS:

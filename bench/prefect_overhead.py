@@ -33,7 +33,7 @@ def main() -> None:
 
     from flows.direct import direct_build
     from flows.params import BuildParams
-    from pipeline.demo_data import generate
+    from pipeline.synthetic.isaid import generate
 
     data = work / "data"
     if not (data / "val").exists():

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from flows import pool
 from flows.params import BuildParams
-from pipeline import stages
-from pipeline.dataset import dataset_folder, write_dataset
-from pipeline.draft_run import open_draft
-from pipeline.run import prepare_plan
+from pipeline import driver as stages
+from pipeline.release.dataset import dataset_folder, write_dataset
+from pipeline.drafting.stage import open_draft
+from pipeline.planning.stage import prepare_plan
 
 FLOW_NAME = "build-geopixeld"
 

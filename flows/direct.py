@@ -7,10 +7,10 @@ from contextlib import nullcontext
 from multiprocessing import get_context
 
 from flows.params import BuildParams
-from pipeline import stages
-from pipeline.dataset import write_dataset
-from pipeline.draft_run import open_draft
-from pipeline.run import prepare_plan
+from pipeline import driver as stages
+from pipeline.release.dataset import write_dataset
+from pipeline.drafting.stage import open_draft
+from pipeline.planning.stage import prepare_plan
 
 
 def direct_build(params: BuildParams):

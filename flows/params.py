@@ -1,7 +1,7 @@
 """The one parameter model of a build: everything `build-geopixeld` needs, validated before any work starts.
 
 Defaults build the synthetic demo (generated under demo/data when missing) with the offline template drafter.
-The sections reuse the planning config (`pipeline.config`), so docs/config.md documents them too.
+The sections reuse the planning config (`pipeline.contracts.config`), so docs/config.md documents them too.
 """
 
 import os
@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import OutputConfig, PlanConfig, PlanRules, SourceConfig
-from pipeline.dataset import DatasetSettings
+from pipeline.contracts.config import OutputConfig, PlanConfig, PlanRules, SourceConfig
+from pipeline.release.dataset import DatasetSettings
 
 TIERS = ("holistic", "instance", "group", "merge")
 
@@ -65,8 +65,8 @@ class LMMParams(BaseModel):
 
     def settings(self):
         """The drafting stage's LMMSettings."""
-        from pipeline.lmm_client import Endpoint
-        from pipeline.lmm_draft import LMMSettings
+        from pipeline.drafting.lmm_client import Endpoint
+        from pipeline.drafting.lmm_drafter import LMMSettings
 
         def eps(e: Endpoints | None):
             return [Endpoint(u, e.model, self.api_key_env) for u in e.urls] if e else None

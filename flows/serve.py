@@ -130,7 +130,7 @@ def stop(state: Path = STATE, timeout: float = 30) -> list[str]:
 def load_params(path: str | None):
     """The deployment's default parameters: the demo's, or a YAML/JSON file validated now (not at run time)."""
     from flows.params import BuildParams
-    from pipeline.config import load_config_file
+    from pipeline.contracts.config import load_config_file
 
     data = load_config_file(Path(path)) if path else {}
     return BuildParams.model_validate(data)

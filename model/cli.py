@@ -46,10 +46,10 @@ def train(
     """Fine-tune GeoPixel (LoRA) on grounded-conversation records; merge the LoRA and save OUT/final."""
     from pydantic import ValidationError
 
-    from .data import DataError
-    from .train import load_train_config, measure_loader
-    from .train import train as run_train
-    from .weights import WeightsError
+    from model.data import DataError
+    from model.train import load_train_config, measure_loader
+    from model.train import train as run_train
+    from model.weights import WeightsError
 
     try:
         cfg = load_train_config(config, _overrides(overrides))
@@ -80,10 +80,10 @@ def predict(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N patches.")] = None,
 ) -> None:
     """Describe images with grounded phrases and one mask per [SEG]; rerunnable (finished shards are kept)."""
-    from pipeline.export_geopixeld import GCG_QUESTION
+    from pipeline.contracts.geopixeld_format import GCG_QUESTION
 
-    from .predict import run_predict
-    from .weights import WeightsError
+    from model.predict import run_predict
+    from model.weights import WeightsError
 
     try:
         counts = run_predict(model, images, out, split, question or GCG_QUESTION, max_new_tokens, device, limit=limit,

@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.export_geopixeld import GCG_QUESTION, polygons_to_mask
-from pipeline.imageio import read_image, resolve_inside
-from pipeline.masks import decode as decode_rle
+from pipeline.contracts.geopixeld_format import GCG_QUESTION, polygons_to_mask
+from pipeline.contracts.imageio import read_image, resolve_inside
+from pipeline.contracts.masks import decode as decode_rle
 
-from .config import GeoPixelConfig
-from .tokenizer import ChatEncoder
-from .vision import hd_grid, image_token_count
+from model.config import GeoPixelConfig
+from model.tokenizer import ChatEncoder
+from model.vision import hd_grid, image_token_count
 
 SEG = "[SEG]"
 

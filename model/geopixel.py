@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import GeoPixelConfig
-from .internlm2 import DecoderLayer, KVCache, RMSNorm, init_lm_weights, run_decoder
-from .losses import mask_losses
-from .sam2 import SAM2
-from .vision import VisionTower, normalise
+from model.config import GeoPixelConfig
+from model.internlm2 import DecoderLayer, KVCache, RMSNorm, init_lm_weights, run_decoder
+from model.losses import mask_losses
+from model.sam2 import SAM2
+from model.vision import VisionTower, normalise
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .config import LMConfig
+from model.config import LMConfig
 
 # InternLM-XComposer-2.5's extra low-rank branches for its 'write' and 'web' modes: name -> rank.
 MODE_LORAS = {"lora_sft": 256, "lora_dpo": 256, "lora_web": 512}

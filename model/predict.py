@@ -1,6 +1,6 @@
 """`geopixeld predict`: images -> grounded descriptions with one mask per [SEG], written as GCG Parquet records.
 
-Output rows use the GCG record schema (pipeline.gcg_schema, docs/gcg-schema.md), so evaluation reads predictions
+Output rows use the GCG record schema (pipeline.contracts.gcg_schema, docs/gcg-schema.md), so evaluation reads predictions
 and references the same way, matched by `patch_id`: `description` is the generated text with its
 `<p> tag </p> [SEG]` markup, and `phrases` holds one entry per generated `[SEG]`, in order, with the phrase text
 (`tag`), its character span and the predicted mask as COCO RLE at the patch's size (`kind`, `category` and
@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.export_geopixeld import GCG_QUESTION
-from pipeline.gcg_schema import GCG_SCHEMA, new_record
-from pipeline.grounding import PHRASE
-from pipeline.imageio import read_image, resolve_inside
-from pipeline.masks import crop_to_rle
-from pipeline.shards import finished, read_manifest, write_manifest, write_table
+from pipeline.contracts.geopixeld_format import GCG_QUESTION
+from pipeline.contracts.gcg_schema import GCG_SCHEMA, new_record
+from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.imageio import read_image, resolve_inside
+from pipeline.contracts.masks import crop_to_rle
+from pipeline.contracts.shards import finished, read_manifest, write_manifest, write_table
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SEG_RE = re.compile(r"\[SEG\]")
@@ -94,10 +94,10 @@ def phrases_of(text: str, masks: np.ndarray) -> tuple[list[dict], str | None]:
 
 def load_for_inference(folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
     """(model, encoder) from a folder written by `geopixeld train` (OUT/final)."""
-    from .config import build_config
-    from .geopixel import build_model
-    from .tokenizer import ChatEncoder, load_tokenizer
-    from .weights import load_weights, read_config
+    from model.config import build_config
+    from model.geopixel import build_model
+    from model.tokenizer import ChatEncoder, load_tokenizer
+    from model.weights import load_weights, read_config
 
     conf = read_config(folder)
     cfg = build_config(conf["model"])
@@ -110,7 +110,7 @@ def load_for_inference(folder: Path, device: str | torch.device = "cpu", dtype: 
 
 def predict_image(model, enc, rgb: np.ndarray, question: str = GCG_QUESTION, max_new_tokens: int = 1024):
     """(description, masks (n, H, W) bool) for one RGB image."""
-    from .data import prompt_batch
+    from model.data import prompt_batch
 
     p = prompt_batch(enc, rgb, model.cfg, question)
     dev = next(model.parameters()).device

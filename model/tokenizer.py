@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import TokensConfig
-from .geopixel import SpecialIds
+from model.config import TokensConfig
+from model.geopixel import SpecialIds
 
 GROUNDING = ("seg", "phrase_open", "phrase_close")
 

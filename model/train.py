@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.export_geopixeld import GCG_QUESTION
+from pipeline.contracts.geopixeld_format import GCG_QUESTION
 
-from .lora import LORA_TARGETS, TRAINABLE
+from model.lora import LORA_TARGETS, TRAINABLE
 
 
 class _Strict(BaseModel):
@@ -101,7 +101,7 @@ class TrainConfig(_Strict):
 
 
 def load_train_config(path: Path | None, overrides: dict | None = None) -> TrainConfig:
-    from pipeline.config import load_config_file
+    from pipeline.contracts.config import load_config_file
 
     data = load_config_file(Path(path)) if path else {}
     for dotted, value in (overrides or {}).items():
@@ -115,7 +115,7 @@ def load_train_config(path: Path | None, overrides: dict | None = None) -> Train
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def _tokenizer(cfg: TrainConfig, out: Path, model_cfg, texts_from):
-    from .tokenizer import build_tiny_tokenizer, load_tokenizer
+    from model.tokenizer import build_tiny_tokenizer, load_tokenizer
 
     if cfg.tokenizer == "tiny":
         saved = out / "tokenizer"
@@ -175,12 +175,12 @@ class Run:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-        from .config import build_config
-        from .data import GeoPixelDataset, resolve_sources
-        from .geopixel import build_model
-        from .lora import add_lora, set_trainable
-        from .tokenizer import ChatEncoder
-        from .weights import load_pretrained
+        from model.config import build_config
+        from model.data import GeoPixelDataset, resolve_sources
+        from model.geopixel import build_model
+        from model.lora import add_lora, set_trainable
+        from model.tokenizer import ChatEncoder
+        from model.weights import load_pretrained
 
         self.cfg, self.out = cfg, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +323,7 @@ class Run:
     def epoch_loader(self, epoch: int, first_batch: int):
         from torch.utils.data import DataLoader
 
-        from .data import BatchList, collate, epoch_order, rank_batches
+        from model.data import BatchList, collate, epoch_order, rank_batches
 
         d, o = self.cfg.data, self.cfg.train
         order = epoch_order(self.dataset, o.seed, epoch, d.window_shards)
@@ -400,8 +400,8 @@ class Run:
 
     def finish(self) -> Path | None:
         """Merge the LoRA into the base weights and save the model for inference (OUT/final)."""
-        from .lora import merge_lora
-        from .weights import save_model
+        from model.lora import merge_lora
+        from model.weights import save_model
 
         self.acc.wait_for_everyone()
         final = self.out / "final"
@@ -442,9 +442,9 @@ def measure_loader(cfg: TrainConfig, data: str | None, batches: int = 50) -> dic
     """Samples/s of the data loader alone (same workers and batch size as training, no model)."""
     from torch.utils.data import DataLoader
 
-    from .config import build_config
-    from .data import BatchList, GeoPixelDataset, collate, epoch_order, rank_batches, resolve_sources
-    from .tokenizer import ChatEncoder
+    from model.config import build_config
+    from model.data import BatchList, GeoPixelDataset, collate, epoch_order, rank_batches, resolve_sources
+    from model.tokenizer import ChatEncoder
 
     model_cfg = build_config(cfg.model)
     if not (data or cfg.data.path):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VisionConfig
+from model.config import VisionConfig
 
 
 def hd_grid(width: int, height: int, cfg: VisionConfig) -> tuple[int, int, int, int]:

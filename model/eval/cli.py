@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pipeline.cli_util import fail as _fail
+from pipeline.contracts.cli_errors import fail as _fail
 
 
 def eval_command(
@@ -35,11 +35,11 @@ def eval_command(
     """
     from pydantic import ValidationError
 
-    from .caption_metrics import JavaMissing
-    from .embedder import EmbedderError
-    from .report import markdown, write_report
-    from .run import EvalSettings, evaluate
-    from .types import EvalInputError
+    from model.eval.caption_metrics import JavaMissing
+    from model.eval.embedder import EmbedderError
+    from model.eval.report import markdown, write_report
+    from model.eval.run import EvalSettings, evaluate
+    from model.eval.types import EvalInputError
 
     try:
         settings = EvalSettings(embedder=embedder, device=device, iou_threshold=iou_threshold,

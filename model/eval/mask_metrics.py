@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipeline import masks as rle_ops
+from pipeline.contracts import masks as rle_ops
 
 RECALL_MATCHING = ("glamm", "admissible")
 

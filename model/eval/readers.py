@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow.parquet as pq
 from pycocotools import mask as mask_utils
 
-from pipeline import masks as rle_ops
-from pipeline.export_geopixeld import polygons_to_mask
-from pipeline.imageio import UnsafePath, image_size, resolve_inside
-from pipeline.shards import MANIFEST, read_manifest
+from pipeline.contracts import masks as rle_ops
+from pipeline.contracts.geopixeld_format import polygons_to_mask
+from pipeline.contracts.imageio import UnsafePath, image_size, resolve_inside
+from pipeline.contracts.shards import MANIFEST, read_manifest
 
-from .types import EvalImage, EvalInputError, EvalPhrase, caption_text, phrase_text, phrases_of
+from model.eval.types import EvalImage, EvalInputError, EvalPhrase, caption_text, phrase_text, phrases_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 

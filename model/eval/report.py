@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.imageio import atomic_write_bytes
-from pipeline.shards import write_table
+from pipeline.contracts.imageio import atomic_write_bytes
+from pipeline.contracts.shards import write_table
 
-from .run import EvalResult
+from model.eval.run import EvalResult
 
 COLUMNS = [("cider", "CIDEr"), ("meteor", "METEOR"), ("ap50", "AP50"), ("miou", "mIoU"), ("recall", "Recall")]
 REFERENCE_SOURCE = "GeoPixel (ICML 2025), GCG on the GeoPixelD test split; numbers as collected in shared/GEOPIXELD.md"

@@ -14,10 +14,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import mask_metrics as mm
-from .caption_metrics import caption_scores
-from .readers import load
-from .types import EvalImage, EvalInputError
+from model.eval import mask_metrics as mm
+from model.eval.caption_metrics import caption_scores
+from model.eval.readers import load
+from model.eval.types import EvalImage, EvalInputError
 
 GROUPS = ("single", "multi")  # phrases grounding one object / several objects (a group's union mask)
 
@@ -116,7 +116,7 @@ def score(gt: dict[str, EvalImage], pred: dict[str, EvalImage], settings: EvalSe
     caps = caption_scores({i: gt[i].caption for i in ids}, {i: pred[i].caption for i in ids})
     needs_text = any(gt[i].phrases and pred[i].phrases for i in ids)
     if embedder is None and needs_text:
-        from .embedder import PhraseEmbedder
+        from model.eval.embedder import PhraseEmbedder
 
         embedder = PhraseEmbedder(settings.embedder, settings.device)
     per_image, per_phrase = [], []

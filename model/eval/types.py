@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipeline.grounding import PHRASE, strip_tags
+from pipeline.contracts.grounding import PHRASE, strip_tags
 
 _TAG_SUFFIX = re.compile(r"-\d+$")
 _MARKUP = re.compile(r"</?p>|\[SEG\]")

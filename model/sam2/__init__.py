@@ -1,5 +1,5 @@
 """SAM2 (Segment Anything 2), image path only, with the parameter names of SAM2's checkpoints."""
 
-from .sam2 import SAM2
+from model.sam2.sam2 import SAM2
 
 __all__ = ["SAM2"]

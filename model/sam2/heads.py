@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SamConfig
-from .common import MLP, LayerNorm2d
+from model.config import SamConfig
+from model.sam2.common import MLP, LayerNorm2d
 
 
 class RandomPositionalEncoding(nn.Module):

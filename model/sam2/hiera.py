@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SamConfig
-from .common import MLP
+from model.config import SamConfig
+from model.sam2.common import MLP
 
 
 def _windows(x: torch.Tensor, size: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -11,9 +11,9 @@ import math
 import torch
 from torch import nn
 
-from ..config import SamConfig
-from .common import LayerNorm2d
-from .heads import Attention
+from model.config import SamConfig
+from model.sam2.common import LayerNorm2d
+from model.sam2.heads import Attention
 
 
 class _Declared(nn.Module):

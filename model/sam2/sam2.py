@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SamConfig
-from .common import MLP
-from .heads import MaskDecoder, PromptEncoder
-from .hiera import ImageEncoder
-from .memory import MemoryAttention, MemoryEncoder
+from model.config import SamConfig
+from model.sam2.common import MLP
+from model.sam2.heads import MaskDecoder, PromptEncoder
+from model.sam2.hiera import ImageEncoder
+from model.sam2.memory import MemoryAttention, MemoryEncoder
 
 
 class SAM2(nn.Module):

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pipeline.cli_util import fail as _fail, new_app
+from pipeline.contracts.cli_errors import fail as _fail, new_app
 from pydantic import ValidationError
 
 curate_app = new_app("Curation: HTML sheets a curator opens in any browser (no server), and their decisions brought back.")
 
 
 def _policy(value: Optional[str]) -> Optional[str]:
-    from .policies import POLICIES
+    from pipeline.curation.policies import POLICIES
 
     if value is not None and value not in POLICIES:
         _fail(f"--policy must be one of {', '.join(POLICIES)}, not {value!r}")
@@ -36,7 +36,7 @@ def export_cmd(
                                                   "default: the one of the last import.")] = None,
 ) -> None:
     """Write self-contained HTML sheets (images, masks, phrases; no network) under OUT/<split>/curation/exports/."""
-    from .export import ExportFilter, RecordsNotReady, SheetSettings, export_sheets
+    from pipeline.curation.export import ExportFilter, RecordsNotReady, SheetSettings, export_sheets
 
     try:
         flt = ExportFilter(status=status, drafter=drafter, undecided=undecided, patch_ids=patch or [], limit=limit)
@@ -60,10 +60,10 @@ def import_cmd(
     max_bytes: Annotated[int, typer.Option(help="Refuse decision files larger than this.")] = 16 * 1024 * 1024,
 ) -> None:
     """Check decision files against their export, record them in the ledger and write OUT/<split>/curated."""
-    from .content import CurationError
-    from .decisions import DecisionFileError
-    from .export import RecordsNotReady
-    from .importer import import_decisions
+    from pipeline.curation.content import CurationError
+    from pipeline.curation.decisions import DecisionFileError
+    from pipeline.curation.export import RecordsNotReady
+    from pipeline.curation.importer import import_decisions
 
     try:
         result = import_decisions(out, files, _policy(policy), max_bytes)
@@ -79,8 +79,8 @@ def status_cmd(
     policy: Annotated[Optional[str], typer.Option(help="latest or third-look (default: the policy of the last import).")] = None,
 ) -> None:
     """Where curation of a split stands: patches decided, phrases accepted/edited/rejected, disagreements."""
-    from .curated import compute
-    from .export import RecordsNotReady
+    from pipeline.curation.curated import compute
+    from pipeline.curation.export import RecordsNotReady
 
     try:
         c = compute(out, split, _policy(policy))

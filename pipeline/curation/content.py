@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..grounding import PHRASE, Target, ground
+from pipeline.contracts.grounding import PHRASE, Target, ground
 
 REJECTED = "rejected by curator"
 REMOVED = "rejected by curator (removed by another curator's edit)"

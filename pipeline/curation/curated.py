@@ -18,14 +18,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION
-from ..imageio import atomic_write_bytes
-from ..shards import finished, read_manifest, write_manifest
-from . import ledger
-from .content import CurationError, apply, content_hash
-from .export import RecordsNotReady, finished_records
-from .layout import curated_dir
-from .policies import POLICIES, Conflict, resolve
+from pipeline.contracts.gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION
+from pipeline.contracts.imageio import atomic_write_bytes
+from pipeline.contracts.shards import finished, read_manifest, write_manifest
+from pipeline.curation import ledger
+from pipeline.curation.content import CurationError, apply, content_hash
+from pipeline.curation.export import RecordsNotReady, finished_records
+from pipeline.curation.layout import curated_dir
+from pipeline.curation.policies import POLICIES, Conflict, resolve
 
 DEFAULT_POLICY = "latest"
 
@@ -80,7 +80,7 @@ class Computation:
 
 def _parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")  # as pipeline.shards.write_table
+    pq.write_table(table, buf, compression="zstd")  # as pipeline.contracts.shards.write_table
     return buf.getvalue()
 
 

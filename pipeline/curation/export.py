@@ -18,12 +18,12 @@ import cv2
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import __version__ as _version
-from ..imageio import UnsafePath, atomic_write_bytes, resolve_inside
-from ..shards import read_manifest, sha256_file
-from .content import content_hash
-from .layout import exports_dir, records_dir, split_dir
-from .render import PatchView, render_index, render_sheet
+from pipeline import __version__ as _version
+from pipeline.contracts.imageio import UnsafePath, atomic_write_bytes, resolve_inside
+from pipeline.contracts.shards import read_manifest, sha256_file
+from pipeline.curation.content import content_hash
+from pipeline.curation.layout import exports_dir, records_dir, split_dir
+from pipeline.curation.render import PatchView, render_index, render_sheet
 
 EXPORT_FORMAT = "geopixeld-curation-export"
 GENERATOR = f"geopixeld {_version}"
@@ -126,7 +126,7 @@ def select(records: list[dict], flt: ExportFilter, decided: set[str]) -> list[di
 def export_sheets(out: Path, split: str, flt: ExportFilter | None = None, settings: SheetSettings | None = None,
                   policy: str | None = None) -> ExportResult:
     """Write the sheets of the records `flt` selects; returns where they are."""
-    from .curated import compute  # the decisions so far decide what "undecided" leaves out
+    from pipeline.curation.curated import compute  # the decisions so far decide what "undecided" leaves out
 
     flt, settings = flt or ExportFilter(), settings or SheetSettings()
     out = Path(out)

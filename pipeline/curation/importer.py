@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..shards import read_manifest
-from . import ledger
-from .content import check_edit, content_hash, normalize_text, segments
-from .curated import Computation, rebuild, stored_policy
-from .decisions import MAX_BYTES, DecisionFile, DecisionFileError, read_decision_file
-from .export import read_export
-from .layout import curated_dir, exports_dir, records_dir
+from pipeline.contracts.shards import read_manifest
+from pipeline.curation import ledger
+from pipeline.curation.content import check_edit, content_hash, normalize_text, segments
+from pipeline.curation.curated import Computation, rebuild, stored_policy
+from pipeline.curation.decisions import MAX_BYTES, DecisionFile, DecisionFileError, read_decision_file
+from pipeline.curation.export import read_export
+from pipeline.curation.layout import curated_dir, exports_dir, records_dir
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .content import Decided, Resolution, normalize_text
+from pipeline.curation.content import Decided, Resolution, normalize_text
 
 POLICIES = ("latest", "third-look")
 

@@ -18,9 +18,9 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from .. import masks
-from ..grounding import PHRASE
-from .content import segments
+from pipeline.contracts import masks
+from pipeline.contracts.grounding import PHRASE
+from pipeline.curation.content import segments
 
 SHEET_FORMAT = "geopixeld-curation-sheet"
 

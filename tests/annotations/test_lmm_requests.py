@@ -8,8 +8,8 @@ import pytest
 
 import prompts
 from annotations.lmm_requests import SENTENCE, assembled, bounded_text, group_ask, instance_ask, instance_batch_ask
-from pipeline.grounding import Target, ground
-from pipeline.records import Group, PlannedObject
+from pipeline.contracts.grounding import Target, ground
+from pipeline.contracts.records import Group, PlannedObject
 
 
 def _obj(mark, tag, pos="top left"):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from annotations.marks import mark_box, place_marks, render_som
-from pipeline.config import MarkConfig
-from pipeline.records import Mark
+from pipeline.contracts.config import MarkConfig
+from pipeline.contracts.records import Mark
 
 CFG = MarkConfig()
 HW = (800, 800)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from annotations.plan import Clipped, filter_reason, plan_objects
-from pipeline import masks
-from pipeline.categories import ISAID
-from pipeline.config import FilterConfig, PlanConfig
-from pipeline.records import PlannedObject
+from pipeline.contracts import masks
+from pipeline.contracts.categories import ISAID
+from pipeline.contracts.config import FilterConfig, PlanConfig
+from pipeline.contracts.records import PlannedObject
 
 SHIP, COURT, CAR, PLANE = 1, 4, 9, 14
 SIZE = 800

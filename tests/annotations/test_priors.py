@@ -19,7 +19,7 @@ from annotations.priors import (
     quantity_word,
     word_for,
 )
-from pipeline.config import PriorConfig, TierRule
+from pipeline.contracts.config import PriorConfig, TierRule
 
 # ---------------------------------------------------------------- positions
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from annotations.tiers import GRID_SHAPES, assign_tiers, bucket_groups, category_tier, choose_grid
-from pipeline.categories import ISAID
-from pipeline.config import TierRule
-from pipeline.records import PlannedObject
+from pipeline.contracts.categories import ISAID
+from pipeline.contracts.config import TierRule
+from pipeline.contracts.records import PlannedObject
 
 SHIP, TANK, COURT, BRIDGE, LV, CAR, POOL, PLANE, HARBOR = 1, 2, 4, 7, 8, 9, 11, 14, 15
 

@@ -13,7 +13,7 @@ import pytest
 
 from flows.direct import direct_build
 from flows.params import BuildParams
-from pipeline.shards import read_manifest
+from pipeline.contracts.shards import read_manifest
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def test_dask_runner_builds_the_same_dataset(prefect_server, tiny_root, tmp_path
 
 def test_unreachable_lmm_fails_the_draft_stage_and_keeps_the_plans(prefect_server, tiny_root, tmp_path):
     from flows.build import build_geopixeld
-    from pipeline.lmm_client import LMMUnavailable
+    from pipeline.drafting.lmm_client import LMMUnavailable
     from tests.flows.conftest import free_port
 
     url = f"http://127.0.0.1:{free_port()}"

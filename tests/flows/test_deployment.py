@@ -16,8 +16,8 @@ import pytest
 
 from flows import serve
 from flows.direct import direct_build
-from pipeline.dataset import verify
-from pipeline.shards import read_manifest, sha256_file
+from pipeline.release.dataset import verify
+from pipeline.contracts.shards import read_manifest, sha256_file
 from tests.flows.test_build import fingerprint, params
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -94,7 +94,7 @@ COMMON = {"splits": ["val"], "workers": 1, "batch_shards": 1}
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """The small demo set (12 images in val, one shard each) and the dataset an uninterrupted build makes of it."""
-    from pipeline.demo_data import generate
+    from pipeline.synthetic.isaid import generate
 
     root = tmp_path_factory.mktemp("small")
     generate(root, scale="small", seed=3, splits=("val",), progress=False)

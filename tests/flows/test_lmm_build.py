@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from flows import serve
-from pipeline.dataset import verify
-from pipeline.shards import read_manifest
+from pipeline.release.dataset import verify
+from pipeline.contracts.shards import read_manifest
 from tests.flows.test_build import params
 from tests.flows.test_deployment import _wait, api, deployment_run
 

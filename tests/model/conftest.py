@@ -23,9 +23,9 @@ def gp_one_thread():
 def gp_demo(tmp_path_factory) -> Path:
     """OUT with OUT/out/<split>/records (the `make demo` layout) and OUT/geopixeld (the released layout)."""
     from pipeline.cli import build_plan_config
-    from pipeline.demo_data import generate
-    from pipeline.draft_run import export_split, run_draft
-    from pipeline.run import run_plan
+    from pipeline.synthetic.isaid import generate
+    from pipeline.drafting.stage import export_split, run_draft
+    from pipeline.planning.stage import run_plan
 
     out = tmp_path_factory.mktemp("gp_demo")
     data, plans = out / "data", out / "out"

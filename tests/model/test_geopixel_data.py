@@ -150,7 +150,7 @@ def test_demo_copy_without_records_is_refused(gp_demo, tmp_path):
 
 def test_the_released_dataset_folder_feeds_the_same_samples_as_the_records(gp_demo, gp_dataset, gp_tiny, tmp_path):
     from model.data import DatasetSource
-    from pipeline.dataset import DatasetSettings, write_dataset
+    from pipeline.release.dataset import DatasetSettings, write_dataset
 
     cfg, enc = gp_tiny
     folder = write_dataset(gp_demo / "out", ["train"], DatasetSettings(require_curation=[], folder=str(tmp_path / "ds"),

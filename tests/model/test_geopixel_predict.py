@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.gcg_schema import GCG_SCHEMA
-from pipeline.masks import decode
+from pipeline.contracts.gcg_schema import GCG_SCHEMA
+from pipeline.contracts.masks import decode
 
 pytestmark = pytest.mark.usefixtures("gp_one_thread")
 
@@ -48,7 +48,7 @@ def fitted(gp_dataset, gp_tiny, tmp_path_factory):
 @pytest.mark.slow
 def test_generation_grounds_every_seg(fitted):
     from model.predict import load_for_inference, phrases_of, predict_image
-    from pipeline.imageio import read_image
+    from pipeline.contracts.imageio import read_image
 
     folder, item, n_tokens = fitted
     model, enc = load_for_inference(folder)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import config_reference
+from pipeline.contracts.config import config_reference
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_docs_config_table_matches_code():
 
 
 def test_docs_plan_schema_names_every_column():
-    from pipeline.plan_schema import GROUP, MARK, OBJECT, PLAN_SCHEMA
+    from pipeline.contracts.plan_schema import GROUP, MARK, OBJECT, PLAN_SCHEMA
 
     doc = (REPO / "docs/plan-schema.md").read_text()
     names = [f.name for f in PLAN_SCHEMA] + [f.name for t in (OBJECT, GROUP, MARK) for f in t]
@@ -83,7 +83,7 @@ def test_docs_plan_schema_names_every_column():
 
 
 def test_docs_gcg_schema_names_every_column():
-    from pipeline.gcg_schema import GCG_SCHEMA
+    from pipeline.contracts.gcg_schema import GCG_SCHEMA
 
     doc = (REPO / "docs/gcg-schema.md").read_text()
     assert not [f.name for f in GCG_SCHEMA if f"`{f.name}`" not in doc]

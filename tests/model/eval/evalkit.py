@@ -14,9 +14,9 @@ import pyarrow as pa
 from pycocotools import mask as mask_utils
 
 from model.eval.types import EvalImage, EvalPhrase, caption_text, phrases_of
-from pipeline import masks as rle_ops
-from pipeline.gcg_schema import GCG_SCHEMA
-from pipeline.shards import write_table
+from pipeline.contracts import masks as rle_ops
+from pipeline.contracts.gcg_schema import GCG_SCHEMA
+from pipeline.contracts.shards import write_table
 
 H = W = 100
 
@@ -80,7 +80,7 @@ def gt_images() -> dict[str, EvalImage]:
 
 
 def gcg_row(img: EvalImage, desc: str, status: str = "ok", curation: str = "pending") -> dict:
-    """A full GCG record (pipeline.gcg_schema) of an image, as the drafting stage writes it."""
+    """A full GCG record (pipeline.contracts.gcg_schema) of an image, as the drafting stage writes it."""
     texts, _ = phrases_of(desc)
     return {
         "schema_version": 1, "patch_id": img.image_id, "split": "val", "image_path": None,
@@ -141,7 +141,7 @@ def _uncompressed(r: dict) -> dict:
 
 def write_geopixeld(folder: Path, split: str, images: list[tuple[EvalImage, str]], with_png: bool = True) -> Path:
     """The released layout (index + per-patch JSONs with polygons), via the project's own exporter."""
-    from pipeline.export_geopixeld import released_record, write_released
+    from pipeline.contracts.geopixeld_format import released_record, write_released
 
     items = []
     for k, (img, desc) in enumerate(images):

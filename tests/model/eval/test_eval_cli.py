@@ -70,8 +70,8 @@ def test_bad_predictions_exit_2_naming_the_image(gt_folder, tmp_path):
 def test_a_drafted_split_scored_against_its_perturbed_self_in_two_layouts(java, embedder, tiny_root, tmp_path):
     """Real ground truth (plan + offline draft + export of the tiny synthetic split) and predictions made by
     perturbing it: the same numbers whether the truth is read from the records or from the GeoPixelD export."""
-    from pipeline.draft_run import export_split, run_draft
-    from pipeline.run import run_plan
+    from pipeline.drafting.stage import export_split, run_draft
+    from pipeline.planning.stage import run_plan
     from tests.conftest import make_config
 
     out = tmp_path / "out"

@@ -111,7 +111,7 @@ def test_ap50_agrees_with_cocoeval_summarize():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from pipeline import masks as rle_ops
+    from pipeline.contracts import masks as rle_ops
 
     gt, pred = [[A, B, C], [D, E]], [[A, rle([(20, 10, 40, 30)]), C], [E, D, rle([(0, 0, 5, 5)])]]
     images, anns, dets = [], [], []

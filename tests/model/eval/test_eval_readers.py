@@ -10,7 +10,7 @@ import pytest
 from model.eval.readers import load
 from model.eval.run import check_pairing
 from model.eval.types import EvalInputError
-from pipeline.shards import write_manifest
+from pipeline.contracts.shards import write_manifest
 from tests.model.eval.evalkit import (SCENES, gcg_row, gt_images, rle, scene_description, write_geopixeld,
                                       write_glamm, write_predictions, write_records)
 
@@ -224,8 +224,8 @@ def test_unknown_files_are_refused_clearly(tmp_path):
 def test_release_dataset_folder_phrases_point_at_masks_by_id(tmp_path):
     import pyarrow as pa
 
-    from pipeline.dataset_schema import DATASET_SCHEMA
-    from pipeline.shards import write_table
+    from pipeline.contracts.dataset_schema import DATASET_SCHEMA
+    from pipeline.contracts.shards import write_table
 
     gt = gt_images()
     rows = []
@@ -258,7 +258,7 @@ def test_a_predicted_seg_without_its_phrase_is_scored_as_an_empty_phrase(tmp_pat
                  [x.text for x in gt_images()[p].phrases] + [""], ms)]} for p, d, ms, s in items]
     from tests.model.eval.evalkit import PRED_SCHEMA
     import pyarrow as pa
-    from pipeline.shards import write_table
+    from pipeline.contracts.shards import write_table
 
     write_table(pa.Table.from_pylist(rows, schema=PRED_SCHEMA), tmp_path / "pred.parquet")
     loaded = load([tmp_path / "pred.parquet"], "predictions", sizes={i: (100, 100) for i in SCENES})

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.draft_run import run_draft
-from pipeline.run import run_plan
+from pipeline.drafting.stage import run_draft
+from pipeline.planning.stage import run_plan
 from tests.conftest import make_config
 
 

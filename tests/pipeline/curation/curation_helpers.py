@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.gcg_schema import GCG_SCHEMA
-from pipeline.shards import read_manifest, write_manifest, write_table
+from pipeline.contracts.gcg_schema import GCG_SCHEMA
+from pipeline.contracts.shards import read_manifest, write_manifest, write_table
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 

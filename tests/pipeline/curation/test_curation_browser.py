@@ -18,7 +18,7 @@ import pytest
 from pipeline.curation import ExportFilter, SheetSettings, export_sheets, import_decisions
 from pipeline.curation.browser import chromium_path, launch
 from pipeline.curation.content import REJECTED, segments
-from pipeline.grounding import Target, ground
+from pipeline.contracts.grounding import Target, ground
 from tests.pipeline.curation.curation_helpers import export_manifest, records, rewrite_records
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

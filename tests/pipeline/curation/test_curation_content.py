@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from pipeline import masks
+from pipeline.contracts import masks
 from pipeline.curation.content import (REJECTED, CurationError, Decided, Resolution, apply, check_edit, content_hash,
                                        segments)
 from pipeline.curation.policies import resolve
-from pipeline.grounding import PHRASE
+from pipeline.contracts.grounding import PHRASE
 
 T = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -15,8 +15,8 @@ from pipeline.curation import (DecisionFileError, ExportFilter, SheetSettings, c
                                export_sheets, import_decisions, stage_for_build)
 from pipeline.curation.content import REJECTED, segments
 from pipeline.curation.ledger import LEDGER_SCHEMA
-from pipeline.grounding import PHRASE
-from pipeline.shards import read_manifest
+from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.shards import read_manifest
 from tests.pipeline.curation.curation_helpers import decision_file, export_manifest, records, rewrite_records
 
 

@@ -1,0 +1,316 @@
+"""LMM drafting of one planned patch: holistic, instance, group and merge requests, validated and grounded.
+
+Requests put what repeats first (the image, then the shared instructions, then the object-specific part) so
+that vLLM's prefix cache is used. A reply that fails validation is retried with another seed, then recorded
+as a failure with its raw text; an instance or group that never got a valid sentence is listed as dropped;
+a merge that loses, invents or repeats a tag is retried (with new seeds, so the retry is a new request), then
+replaced by the deterministic assembly. Every record keeps the rendered prompt of each request it came from
+and the SHA-256 of that request (the reply cache's key), next to the model and sampling settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import heapq
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotations.lmm_requests import (Ask, assembled, group_ask, holistic_ask, instance_ask, instance_batch_ask,
+                                      merge_ask)
+import prompts
+
+from pipeline.contracts.gcg_schema import new_record, tier_texts
+from pipeline.contracts.grounding import ground, targets_of
+from pipeline.drafting.reply_cache import ReplyCache, request_key
+from pipeline.drafting.lmm_client import Endpoint, LMMClient, LMMRequestError
+from pipeline.contracts.records import PatchPlan
+from pipeline.drafting.reply_validation import ReplyInvalid, parse_reply, response_format
+
+DRAFTER_VERSION = "2"  # 2: prompts kept in the provenance; merge retries are new requests
+
+
+@dataclass
+class LMMSettings:
+    endpoints: list[Endpoint]  # the default pool of every tier
+    merge_endpoints: list[Endpoint] | None = None  # the paper merged with a text-only LLM; default: `endpoints`
+    tier_endpoints: dict[str, list[Endpoint]] = field(default_factory=dict)  # holistic/instance/group/merge overrides
+    instance_mode: str = "per-object"  # or "per-patch": one request describes all marked objects
+    temperature: float = 0.2
+    seed: int = 0
+    invalid_retries: int = 2  # extra tries with another seed when a reply fails validation
+    max_in_flight: int = 16
+    timeout: float = 120.0
+    prompts_dir: Path | None = None
+
+    def sampling(self) -> dict:
+        return {"temperature": self.temperature, "seed": self.seed, "instance_mode": self.instance_mode,
+                "invalid_retries": self.invalid_retries}
+
+    def pool(self, tier: str) -> list[Endpoint]:
+        """The endpoints a tier's requests go to."""
+        if tier in self.tier_endpoints:
+            return self.tier_endpoints[tier]
+        if tier == "merge" and self.merge_endpoints:
+            return self.merge_endpoints
+        return self.endpoints
+
+
+class PriorityGate:
+    """At most `size` holders at once; waiters are let in lowest priority first, then in arrival order.
+
+    Drafting admits requests by the patch they belong to (earlier patches first), so a patch's merge, which
+    waits for its tier texts, goes ahead of later patches' first requests: patches finish one after another and
+    the server stays busy to the end, instead of every merge (and merge retry) queueing behind the whole shard
+    and running in a thin tail.
+    """
+
+    def __init__(self, size: int):
+        self._free = size
+        self._waiters: list[tuple[tuple, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, priority: tuple) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # let in, then cancelled before it ran: pass the slot on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():  # a cancelled waiter's future is done: skip it
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    @asynccontextmanager
+    async def slot(self, priority: tuple):
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+@dataclass
+class Drafting:
+    """Shared state of a drafting run: clients, cache, templates and request counters."""
+
+    settings: LMMSettings
+    cache: ReplyCache
+    clients: dict[str, LMMClient] = field(init=False)  # tier -> client; tiers with the same pool share one
+    templates: dict = field(init=False)
+    loop: asyncio.AbstractEventLoop | None = None  # the run's event loop (set by the caller)
+    tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})  # of requests actually sent
+    on_sent: Callable[[dict], None] | None = None  # sees every request actually sent, with its reply (benchmarks)
+    gates: dict[int, PriorityGate] = field(init=False)  # id(client) -> the order its requests are sent in
+    patch_numbers: itertools.count = field(init=False)  # draft_patch's order: its requests' priority
+
+    def __post_init__(self):
+        s = self.settings
+        unknown = set(s.tier_endpoints) - {"holistic", "instance", "group", "merge"}
+        if unknown:
+            raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: holistic, instance, group, merge")
+        shared: dict[tuple, LMMClient] = {}
+        self.clients = {}
+        for tier in ("holistic", "instance", "group", "merge"):
+            key = tuple(s.pool(tier))
+            if key not in shared:
+                shared[key] = LMMClient(list(key), s.max_in_flight, s.timeout)
+            self.clients[tier] = shared[key]
+        self.gates = {id(c): PriorityGate(s.max_in_flight) for c in shared.values()}
+        self.patch_numbers = itertools.count()
+        self.templates = {n: prompts.load(n, s.prompts_dir) for n in prompts.NAMES}
+
+    def distinct_clients(self) -> list[LMMClient]:
+        return list({id(c): c for c in self.clients.values()}.values())
+
+    async def aclose(self):
+        for c in self.distinct_clients():
+            await c.aclose()
+
+    async def ask(self, ask: Ask, images: dict[str, str], prompts: list[dict] | None = None, round_: int = 0,
+                  priority: tuple = ()) -> dict:
+        """A validated reply for one request (cache first), or ReplyInvalid after the retries.
+
+        `round_` > 0 asks again with seeds no earlier round used (a merge retried after it failed grounding
+        would otherwise be the same request, answered by the cache). `prompts` gets the request's provenance:
+        tier, tag, the rendered prompt and the SHA-256 of the last request made (the cache key). Requests with
+        a lower `priority` are sent first (PriorityGate).
+        """
+        client = self.clients[ask.tier]
+        content = ([{"type": "image_url", "image_url": {"url": images[ask.image]}}] if ask.image else [])
+        messages = [{"role": "user", "content": content + [{"type": "text", "text": ask.prompt}]}]
+        tries = self.settings.invalid_retries + 1
+        last: ReplyInvalid | None = None
+        for attempt in range(tries):
+            sampling = {"max_tokens": ask.max_tokens, "temperature": self.settings.temperature,
+                        "seed": self.settings.seed + round_ * tries + attempt}
+            fmt = response_format(f"{ask.tier}_reply", ask.schema)
+            key = request_key({"model": client.endpoints[0].model, "messages": messages, "response_format": fmt, **sampling})
+            if prompts is not None:
+                if attempt:
+                    prompts.pop()
+                prompts.append({"tier": ask.tier, "tag": ask.key, "text": ask.prompt, "request_sha256": key})
+            hit = self.cache.get(key)
+            if hit is None:
+                async with self.gates[id(client)].slot(priority):
+                    issued_at = time.perf_counter()
+                    reply = await client.chat(messages, fmt, **sampling)
+                hit = (reply.text, reply.finish_reason, reply.usage)
+                self.tokens["prompt"] += reply.usage.get("prompt_tokens", 0)
+                self.tokens["completion"] += reply.usage.get("completion_tokens", 0)
+                self.cache.put(key, *hit)
+                if self.on_sent is not None:
+                    self.on_sent({"tier": ask.tier, "messages": messages, "response_format": fmt, **sampling,
+                                  "usage": reply.usage, "seconds": reply.seconds, "issued_at": issued_at})
+            try:
+                return parse_reply(hit[0], ask.schema, hit[1])
+            except ReplyInvalid as exc:
+                last = exc
+        raise last
+
+
+def _data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> dict:
+    """One GCG record (dict in GCG_SCHEMA layout) for one plan."""
+    s, t = d.settings, d.templates
+    priority = (next(d.patch_numbers),)  # this patch's requests go before those of patches started after it
+    images = {"patch": _data_url(split_dir / plan.image_path)}
+    if plan.som_path:
+        images["som"] = _data_url(split_dir / plan.som_path)
+    failures: list[dict] = []
+    asked: list[list[dict]] = []  # each request's provenance, in the order the requests were made
+
+    def safe(ask: Ask, round_: int = 0):
+        mine: list[dict] = []
+        asked.append(mine)
+
+        async def go():
+            try:
+                return await d.ask(ask, images, mine, round_, priority)
+            except ReplyInvalid as exc:
+                failures.append({"tier": ask.tier, "tag": ask.key, "reason": str(exc), "raw": exc.raw[:2000]})
+            except LMMRequestError as exc:
+                failures.append({"tier": ask.tier, "tag": ask.key, "reason": str(exc), "raw": ""})
+            return None
+        return go()
+
+    def done(record: dict, **fields) -> dict:
+        record.update(fields)
+        record["provenance"]["prompts"] = [p for mine in asked for p in mine]
+        return record
+
+    instances = sorted(plan.instances, key=lambda o: o.mark)
+    hol_coro = safe(holistic_ask(t["holistic"]))  # requests are recorded (and sent) in this order
+    if s.instance_mode == "per-patch" and instances:
+        inst_coros = [safe(instance_batch_ask(instances, t["instance_batch"]))]
+    else:
+        inst_coros = [safe(instance_ask(o, t["instance"])) for o in instances]
+    grp_coros = [safe(group_ask(g, t["group"])) for g in plan.groups]
+    results = await _all([hol_coro, *inst_coros, *grp_coros])
+    hol, inst_res, grp_res = results[0], results[1 : 1 + len(inst_coros)], results[1 + len(inst_coros) :]
+    inst_text: dict[str, str] = {}
+    if s.instance_mode == "per-patch" and instances:
+        by_mark = {o.mark: o.tag for o in instances}
+        for item in (inst_res[0] or {}).get("objects", []):
+            inst_text.setdefault(by_mark[item["mark"]], item["sentence"])
+    else:
+        inst_text = {o.tag: r["sentence"] for o, r in zip(instances, inst_res) if r}
+    grp_text = {g.tag: r["sentence"] for g, r in zip(plan.groups, grp_res) if r}
+    dropped = [{"tag": o.tag, "reason": "no valid instance sentence"} for o in instances if o.tag not in inst_text]
+    dropped += [{"tag": g.tag, "reason": "no valid group sentence"} for g in plan.groups if g.tag not in grp_text]
+
+    record = _record(plan, s, d, inst_text, grp_text, dropped, failures)
+    if hol is None:
+        return done(record, status="failed", error="no valid holistic description")
+    record["holistic"] = hol["description"]
+    tagged = [(tag, inst_text[tag]) for tag in [o.tag for o in instances] if tag in inst_text]
+    tagged += [(g.tag, grp_text[g.tag]) for g in plan.groups if g.tag in grp_text]
+    keep = {tag for tag, _ in tagged}
+    targets = {k: v for k, v in targets_of(plan).items() if k in keep}
+    description, merge = None, "assembly"
+    if tagged:
+        for round_ in range(s.invalid_retries + 1):
+            got = await safe(merge_ask(hol["description"], tagged, t["merge"]), round_)
+            if got is None:
+                break
+            text = _with_seg(got["description"])
+            g = ground(text, targets)
+            if g.ok and not g.missing:
+                description, merge = text, "lmm"
+                break
+            failures.append({"tier": "merge", "tag": "", "raw": got["description"][:2000],
+                             "reason": "; ".join(g.errors + [f"lost tag {m!r}" for m in g.missing])})
+    if description is None:
+        description = assembled(hol["description"], tagged)
+    g = ground(description, targets)
+    if not g.ok or g.missing:  # the assembly always grounds; this guards the invariant, never keeps a bad record
+        return done(record, status="failed", error="; ".join(g.errors + g.missing))
+    record["provenance"]["sampling"] = json.dumps({**s.sampling(), "merge": merge})
+    return done(record, description=description, phrases=[p.__dict__ for p in g.phrases], status="ok")
+
+
+def _with_seg(text: str) -> str:
+    """`<p> tag </p>` -> `<p> tag </p> [SEG]` where the model left out the token (the prompt asks for tags only)."""
+    return re.sub(r"</p>(?!\s*\[SEG\])", "</p> [SEG]", text)
+
+
+def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> dict:
+    models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
+    return new_record(
+        plan,
+        {"drafter": "lmm", "drafter_version": DRAFTER_VERSION, "model": ",".join(models),
+         "sampling": json.dumps(s.sampling()),
+         "prompt_hashes": [{"tag": n, "text": tpl.sha256} for n, tpl in d.templates.items()], "prompts": []},
+        instance_texts=tier_texts(inst_text), group_texts=tier_texts(grp_text), dropped=dropped, failures=failures,
+    )
+
+
+async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> list[dict]:
+    """Draft many patches concurrently (the client bounds requests in flight); records in the order of `plans`.
+
+    Patches with the most instances and groups start first, and each patch's requests go before those of
+    patches started after it (PriorityGate): a big patch's chain of requests (tier texts, then the merge and
+    its retries) runs alongside the rest of the shard instead of being left over at its end, where the
+    server would idle with few requests in flight.
+    An unreachable server (LMMUnavailable after the retries) stops the shard: the other requests are
+    cancelled, nothing of the shard is written, and the error names the endpoints and what was tried.
+    """
+    order = sorted(range(len(plans)), key=lambda i: -(len(plans[i].instances) + len(plans[i].groups)))
+    drafted = await _all([draft_patch(plans[i], split_dir, d) for i in order])
+    records: list[dict] = [{}] * len(plans)
+    for i, record in zip(order, drafted):
+        records[i] = record
+    return records
+
+
+async def _all(coros: list) -> list:
+    """Run coroutines together; the first error cancels the others and is raised as itself.
+
+    (asyncio.gather would leave the others running after an error, still holding the client when the run's
+    event loop closes.)
+    """
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(c) for c in coros]
+    except* Exception as group:
+        raise group.exceptions[0] from None
+    return [t.result() for t in tasks]

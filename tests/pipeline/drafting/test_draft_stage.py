@@ -1,0 +1,100 @@
+"""The offline template drafter over a planned split: grounded records, resume, and the GeoPixelD export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.contracts import masks
+from pipeline.drafting.stage import PlansNotReady, export_split, run_draft
+from pipeline.contracts.geopixeld_format import polygons_to_mask
+from pipeline.contracts.gcg_schema import GCG_SCHEMA
+from pipeline.contracts.grounding import PHRASE
+from pipeline.planning.stage import run_plan
+from tests.conftest import make_config
+
+
+@pytest.fixture
+def planned(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    run_plan(make_config(tiny_root, out), progress=False)
+    return out
+
+
+def test_every_planned_instance_and_group_is_grounded(planned):
+    summary = run_draft(planned, "val", progress=False)
+    assert summary.stats["failed"] == 0 and summary.stats["ok"] > 0
+    recs = ds.dataset(planned / "val/records", format="parquet").to_table()
+    plans = {r["patch_id"]: r for r in ds.dataset(planned / "val/plans", format="parquet").to_table().to_pylist()}
+    assert recs.schema.field("phrases").type == GCG_SCHEMA.field("phrases").type
+    for r in recs.to_pylist():
+        plan = plans[r["patch_id"]]
+        tags = [m["text"] for m in PHRASE.finditer(r["description"])]
+        planned_tags = [o["tag"] for o in plan["objects"] if o["tier"] == "instance"] + [g["tag"] for g in plan["groups"]]
+        assert sorted(tags) == sorted(planned_tags) and r["description"].count("[SEG]") == len(tags)
+        assert [r["description"][p["start"] : p["end"]] for p in r["phrases"]] == tags
+        groups = {g["tag"]: g for g in plan["groups"]}
+        for p in r["phrases"]:
+            if p["kind"] == "group":
+                assert p["rle"]["counts"] == groups[p["tag"]]["rle"]["counts"]
+                assert p["object_ids"] == list(groups[p["tag"]]["member_ids"])
+        assert r["provenance"]["drafter"] == "template" and r["provenance"]["model"] is None
+        assert r["provenance"]["prompts"] == [] and r["provenance"]["prompt_hashes"] == []  # no model, no prompt
+        assert r["curation_status"] == "pending"
+    again = run_draft(planned, "val", progress=False)
+    assert again.stats["skipped"] == again.stats["shards"] and again.stats["ok"] == summary.stats["ok"]
+
+
+def test_records_of_another_schema_version_are_redrafted_not_mixed(planned):
+    from pipeline.contracts.gcg_schema import GCG_SCHEMA_VERSION
+    from pipeline.contracts.shards import read_manifest, write_manifest
+
+    first = run_draft(planned, "val", progress=False)
+    rec_dir = planned / "val/records"
+    old = read_manifest(rec_dir)
+    old["schema_version"] = GCG_SCHEMA_VERSION - 1  # as left by an earlier release
+    write_manifest(rec_dir, old)
+    again = run_draft(planned, "val", progress=False)
+    assert again.stats["skipped"] == 0 and again.stats["records"] == first.stats["records"]
+    assert read_manifest(rec_dir)["schema_version"] == GCG_SCHEMA_VERSION
+    for shard in rec_dir.glob("records-*.parquet"):
+        assert pq.read_schema(shard).metadata[b"geopixeld.schema_version"] == str(GCG_SCHEMA_VERSION).encode()
+
+
+def test_export_reads_back_to_the_record_masks(planned, tmp_path):
+    run_draft(planned, "val", progress=False)
+    index_path = export_split(planned, "val", tmp_path / "gpd")
+    index = json.loads(index_path.read_text())
+    recs = {r["patch_id"]: r for r in ds.dataset(planned / "val/records", format="parquet").to_table().to_pylist()}
+    assert len(index) == len(recs)
+    for entry in index:
+        pid = entry["image"].rsplit("/", 1)[1].removesuffix(".png")
+        per = json.loads((tmp_path / "gpd" / "val" / f"{pid}.json").read_text())
+        assert per["gcg_description"] == entry["conversations"][1]["value"] == recs[pid]["description"]
+        assert len(per["polygons"]) == per["gcg_description"].count("[SEG]")
+        for polys, phrase in zip(per["polygons"], recs[pid]["phrases"]):
+            want = masks.decode(phrase["rle"])
+            got = polygons_to_mask(polys, want.shape[0], want.shape[1])
+            inter, union = np.logical_and(got, want).sum(), np.logical_or(got, want).sum()
+            assert inter / union > 0.95  # outer contours: holes in a mask would be filled
+        assert (tmp_path / "gpd" / "val" / f"{pid}.png").exists()
+
+
+def test_draft_needs_finished_plans(tmp_path):
+    with pytest.raises(PlansNotReady, match="geopixeld plan"):
+        run_draft(tmp_path, "val", progress=False)
+
+
+def test_template_sentences_read_naturally():
+    from annotations.template_drafter import instance_sentence
+    from pipeline.contracts.records import PlannedObject
+
+    o = PlannedObject(1, 4, "tennis court", {}, (0, 0, 1, 1), 1, (0, 0), "top left", "small", 0.0, "vertical", 90.0,
+                      3.0, False, tier="instance", mark=1, tag="tennis court-1")
+    assert instance_sentence(o) == "The <p> tennis court-1 </p> [SEG] is a small tennis court at the top left, oriented vertically."
+    o.orientation, o.truncated = "diagonal from top left to bottom right", True
+    assert instance_sentence(o).endswith("running diagonally from top left to bottom right, partly cut by the image border.")

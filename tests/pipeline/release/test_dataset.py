@@ -1,0 +1,199 @@
+"""The released dataset: Parquet shards + manifest + card, read back with pandas, pyarrow, DuckDB and HF datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.contracts import masks
+from pipeline.release.dataset import DatasetSettings, dataset_row, verify, write_dataset
+from pipeline.release.card import PAPER
+from pipeline.contracts.dataset_schema import DATASET_SCHEMA, schema_reference
+from pipeline.drafting.stage import run_draft
+from pipeline.planning.stage import run_plan
+from pipeline.contracts.shards import read_manifest, write_manifest, write_table
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[3]
+NO_CURATION = DatasetSettings(require_curation=[])
+
+
+@pytest.fixture(scope="module")
+def drafted(tiny_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "out"
+    for split in ("train", "val"):
+        run_plan(make_config(tiny_root, out, source={"split": split}, output={"shard_images": 2}), progress=False)
+        run_draft(out, split, progress=False)
+    return out
+
+
+@pytest.fixture
+def built(drafted):
+    summary = write_dataset(drafted, ["train", "val"], NO_CURATION)
+    return drafted, summary
+
+
+def test_rows_read_back_equal_to_the_records_with_pandas_pyarrow_and_duckdb(built):
+    out, summary = built
+    folder = summary.folder
+    recs = pd.read_parquet(out / "val/records")
+    df = pd.read_parquet(folder / "data/val")
+    assert len(df) == (recs["status"] == "ok").sum() > 0 and summary.splits["val"].rows == len(df)
+    assert pq.read_schema(next((folder / "data/val").glob("*.parquet"))).equals(DATASET_SCHEMA, check_metadata=False)
+    by_id = {r["patch_id"]: r for r in recs.to_dict("records")}
+    for row in df.to_dict("records"):
+        rec = by_id[row["patch_id"]]
+        assert row["description"] == rec["description"] and "<p>" not in row["caption"]
+        assert len(row["phrases"]) == len(row["masks"]) == row["description"].count("[SEG]")
+        for p, m in zip(row["phrases"], row["masks"]):
+            assert row["description"][p["start"]:p["end"]] == p["tag"] and m["mask_id"] == p["mask_id"]
+            mask = masks.decode(m["rle"])
+            assert mask.shape == (row["height"], row["width"]) and int(mask.sum()) == m["area"] > 0
+            ys, xs = np.nonzero(mask)
+            assert list(m["bbox"]) == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        assert (folder / row["image"]["path"]).is_file() and row["image"]["bytes"] is None
+        assert list(row["window"]) and row["source_image"]
+    duckdb = pytest.importorskip("duckdb")
+    got = duckdb.sql(f"select split, count(*), sum(len(phrases)) from '{folder}/data/*/*.parquet' group by split "
+                     "order by split").fetchall()
+    assert got == [(s, summary.splits[s].rows, summary.splits[s].stats["phrases"]) for s in ("train", "val")]
+
+
+def test_hugging_face_datasets_loads_the_folder_and_its_card(built, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(built[1].folder.parent / "hf"))
+    datasets = pytest.importorskip("datasets")
+    folder = built[1].folder
+    by_card = datasets.load_dataset(str(folder))  # reads the card's `configs`
+    assert set(by_card) == {"train", "val"} and by_card["val"].num_rows == built[1].splits["val"].rows
+    by_files = datasets.load_dataset("parquet", data_files={"val": str(folder / "data/val/*.parquet")})
+    assert by_files["val"][0]["patch_id"] == by_card["val"][0]["patch_id"]
+    first = by_files["val"][0]
+    assert first["masks"][0]["rle"]["counts"] == by_card["val"][0]["masks"][0]["rle"]["counts"]
+    assert len(first["masks"]) == first["description"].count("[SEG]")
+
+
+def test_manifest_checksums_match_and_a_rerun_rewrites_nothing(built):
+    out, summary = built
+    folder = summary.folder
+    assert verify(folder) == []
+    m = read_manifest(folder)
+    assert m["complete"] and m["rows"] == sum(s.rows for s in summary.splits.values())
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("data/*/*.parquet")}
+    again = write_dataset(out, ["train", "val"], NO_CURATION)
+    assert all(s.shards_written == 0 for s in again.splits.values())
+    assert before == {p: p.stat().st_mtime_ns for p in folder.glob("data/*/*.parquet")}
+    victim = sorted(before)[0]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    assert verify(folder) == [f"{victim}: checksum differs from the manifest"]
+    write_dataset(out, ["train", "val"], NO_CURATION)  # a damaged shard is rewritten
+    assert verify(folder) == []
+
+
+def test_changed_records_rewrite_only_their_shard(built):
+    out, summary = built
+    rec_dir = out / "val/records"
+    m = read_manifest(rec_dir)
+    name = sorted(m["shards"])[0]
+    table = pq.read_table(rec_dir / name)
+    rows = table.to_pylist()
+    rows[0]["status"] = "failed"
+    m["shards"][name]["sha256"] = write_table(table.from_pylist(rows, schema=table.schema), rec_dir / name)
+    write_manifest(rec_dir, m)
+    again = write_dataset(out, ["train", "val"], NO_CURATION)
+    assert again.splits["val"].shards_written == 1 and again.splits["train"].shards_written == 0
+    assert again.splits["val"].rows == summary.splits["val"].rows - 1
+    assert again.splits["val"].stats["failed"] == 1
+
+
+def test_card_states_the_statistics_beside_the_papers(built):
+    out, summary = built
+    card = (summary.folder / "README.md").read_text()
+    s = summary.splits["train"].stats
+    df = pd.read_parquet(summary.folder / "data/train")
+    assert s["phrases"] == sum(len(p) for p in df["phrases"]) and s["patches"] == len(df)
+    assert f"| grounded phrases ([SEG]) | {s['phrases']:,} | {PAPER['train']['phrases']:,} |" in card
+    assert f"| mean description length (characters) | {round(df['description'].str.len().mean()):,} |" in card
+    assert "path: data/val/*.parquet" in card and "Drafted by: template" in card
+    index = json.loads((summary.folder / "geopixeld/GeoPixelD_val.json").read_text())
+    assert len(index) == summary.splits["val"].rows
+
+
+def test_embedded_images_carry_the_png_bytes(drafted, tmp_path):
+    s = write_dataset(drafted, ["val"], DatasetSettings(require_curation=[], folder=str(tmp_path / "emb"), embed_images=True,
+                                                        export_geopixeld=False))
+    row = pq.read_table(next((s.folder / "data/val").glob("*.parquet"))).slice(0, 1).to_pylist()[0]
+    assert row["image"]["bytes"] == (s.folder / row["image"]["path"]).read_bytes() and row["image"]["bytes"][:4] == b"\x89PNG"
+
+
+def test_dataset_row_keeps_a_groups_union_and_its_members():
+    rle = masks.crop_to_rle(np.ones((3, 4), bool), 2, 1, 10, 10)
+    rec = {"patch_id": "P1_0_10_0_10", "split": "val", "width": 10, "height": 10,
+           "description": "Three <p> small vehicles-1 </p> [SEG] parked.",
+           "phrases": [{"tag": "small vehicles-1", "start": 10, "end": 26, "kind": "group", "category": "small vehicle",
+                        "object_ids": [4, 5, 6], "rle": rle}],
+           "holistic": "h", "instance_texts": [], "group_texts": [], "dropped": [], "provenance": {"drafter": "lmm"},
+           "curation_status": "pending"}
+    row = dataset_row(rec, {"source_image": "P1", "window": [0, 0, 10, 10], "crs": None, "transform": None}, "x.png", None)
+    assert row["caption"] == "Three small vehicles parked."
+    assert row["masks"][0] | {"rle": None} == {"mask_id": 0, "tier": "group", "category": "small vehicle",
+                                             "object_ids": [4, 5, 6], "bbox": [2.0, 1.0, 4.0, 3.0], "area": 12, "rle": None}
+
+
+def test_docs_match_the_schema():
+    doc = (ROOT / "docs/dataset-schema.md").read_text()
+    assert schema_reference() in doc, "docs/dataset-schema.md is stale: paste pipeline.contracts.dataset_schema.schema_reference()"
+
+
+def test_a_read_only_output_is_named(drafted, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)]).returncode:
+        pytest.skip("mount (tmpfs) is not permitted here")
+    try:
+        with pytest.raises(OSError, match=str(ro)):
+            write_dataset(drafted, ["val"], DatasetSettings(require_curation=[], folder=str(ro / "dataset")))
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
+def test_a_split_that_needs_curation_is_held_back_until_every_patch_is_decided(drafted, tmp_path):
+    import shutil
+
+    from pipeline.curation import import_decisions, stage_for_build
+    from tests.pipeline.curation.curation_helpers import decision_file, export_manifest
+
+    out = tmp_path / "out"
+    shutil.copytree(drafted, out)
+    settings = DatasetSettings(require_curation=["val"])
+    held = write_dataset(out, ["train", "val"], settings)
+    assert not held.splits["val"].released and "0 of" in held.splits["val"].held_back
+    assert not list((held.folder / "data").glob("val/*.parquet")) and held.splits["train"].rows > 0
+    card = (held.folder / "README.md").read_text()
+    assert "Not released: held back: curation required" in card and "path: data/val/" not in card
+    staged = stage_for_build(out, "val")
+    folder = Path(staged["sheets in"])
+    pids = export_manifest(folder)["sheets"][0]["patches"]
+    first = pd.read_parquet(out / "val/records").set_index("patch_id").loc[pids[0]]
+    tag = first["phrases"][0]["tag"]
+    f = decision_file(folder, tmp_path / "d.json", "ann", {p: {"decision": "reject" if p == pids[1] else "accept"}
+                                                            for p in pids if p != pids[0]}
+                      | {pids[0]: {"decision": "accept", "phrases": [(tag, "reject", None, 2)]}})
+    import_decisions(out, [f])
+    done = write_dataset(out, ["train", "val"], settings)
+    df = pd.read_parquet(done.folder / "data/val")
+    assert done.splits["val"].released and len(df) == len(pids) - 1 and pids[1] not in set(df["patch_id"])
+    assert tag not in {p["tag"] for p in df.set_index("patch_id").loc[pids[0], "phrases"]}
+    card = (done.folder / "README.md").read_text()
+    assert "Curated phrases: " in card and " 1 rejected." in card and "path: data/val/*.parquet" in card

@@ -1,0 +1,48 @@
+"""The exporter reproduces the released GeoPixelD sample from its masks and caption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.contracts.geopixeld_format import mask_to_polygons, polygons_to_mask, released_record, write_released
+
+SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "geopixeld-sample"
+
+
+@pytest.fixture
+def sample():
+    if not SAMPLE.is_dir():
+        pytest.skip(f"the released GeoPixelD sample is not at {SAMPLE} (../shared is absent)")
+    index = json.loads((SAMPLE / "GeoPixelD.json").read_text())
+    per_patch = json.loads((SAMPLE / "train" / "P0224_0_800_0_800.json").read_text())
+    return index, per_patch
+
+
+def test_export_of_sample_masks_reads_back_equal(sample, tmp_path):
+    index, per_patch = sample
+    masks = [polygons_to_mask(entry, 800, 800) for entry in per_patch["polygons"]]
+    entry, ours = released_record(per_patch["id"], "P0224_0_800_0_800", per_patch["gcg_description"], masks,
+                                  "data/GeoPixelD", "train")
+    assert ours == per_patch
+    assert entry == index[0]
+    path = write_released(tmp_path, "train", [(entry, ours, SAMPLE / "train" / "P0224_0_800_0_800.png")])
+    assert json.loads(path.read_text()) == index
+    assert json.loads((tmp_path / "train" / "P0224_0_800_0_800.json").read_text()) == per_patch
+    assert (tmp_path / "train" / "P0224_0_800_0_800.png").read_bytes() == (SAMPLE / "train/P0224_0_800_0_800.png").read_bytes()
+
+
+def test_seg_count_must_match_masks():
+    with pytest.raises(ValueError, match="2 \\[SEG\\] tokens but 1 masks"):
+        released_record(0, "P1", "<p> a-1 </p> [SEG] and <p> b-1 </p> [SEG]", [np.ones((4, 4), np.uint8)], "d", "val")
+
+
+def test_polygons_round_trip_a_mask_with_two_parts():
+    m = np.zeros((50, 50), np.uint8)
+    m[5:15, 5:20] = 1
+    m[30:45, 25:40] = 1
+    polys = mask_to_polygons(m)
+    assert len(polys) == 2 and (polygons_to_mask(polys, 50, 50) == m).all()
