@@ -22,6 +22,7 @@ from annotations.priors import describe
 from pipeline.contracts import masks
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import PlanConfig
+from pipeline.contracts.layout import marks_image, patch_image
 from pipeline.contracts.geometry import GeometryError, clip_to_window, polygons_to_shape, rasterize, window_box
 from pipeline.contracts.imageio import read_color_mask, read_id_mask, read_image, write_png
 from pipeline.contracts.quarantine import Issue, Quarantine
@@ -223,10 +224,10 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, config_
     patch_rgb = rgb[win.y0 : win.y1, win.x0 : win.x1]
     image_path = som_path = None
     if cfg.output.write_patches:
-        image_path = f"patches/{name}.png"
+        image_path = patch_image(name)
         write_png(out_dir / image_path, patch_rgb, cfg.output.png_compression)
     if cfg.output.write_som and marks:
-        som_path = f"som/{name}.png"
+        som_path = marks_image(name)
         write_png(out_dir / som_path, render_som(patch_rgb, marks, cfg.marks), cfg.output.png_compression)
     stats["kept"] += 1
     stats["objects"] += len(objects)
