@@ -24,7 +24,7 @@ from pipeline.contracts.shards import finished, read_manifest, write_manifest
 from pipeline.curation import ledger
 from pipeline.curation.content import CurationError, apply, content_hash
 from pipeline.curation.export import RecordsNotReady, finished_records
-from pipeline.curation.layout import curated_dir
+from pipeline.contracts.layout import curated_dir
 from pipeline.curation.policies import POLICIES, Conflict, resolve
 
 DEFAULT_POLICY = "latest"

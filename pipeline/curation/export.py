@@ -22,7 +22,7 @@ from pipeline import __version__ as _version
 from pipeline.contracts.imageio import UnsafePath, atomic_write_bytes, resolve_inside
 from pipeline.contracts.shards import read_manifest, sha256_file
 from pipeline.curation.content import content_hash
-from pipeline.curation.layout import exports_dir, records_dir, split_dir
+from pipeline.contracts.layout import exports_dir, records_dir, split_dir
 from pipeline.curation.render import PatchView, render_index, render_sheet
 
 EXPORT_FORMAT = "geopixeld-curation-export"

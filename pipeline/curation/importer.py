@@ -22,7 +22,7 @@ from pipeline.curation.content import check_edit, content_hash, normalize_text, 
 from pipeline.curation.curated import Computation, rebuild, stored_policy
 from pipeline.curation.decisions import MAX_BYTES, DecisionFile, DecisionFileError, read_decision_file
 from pipeline.curation.export import read_export
-from pipeline.curation.layout import curated_dir, exports_dir, records_dir
+from pipeline.contracts.layout import curated_dir, exports_dir, records_dir
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.contracts.shards import read_manifest, sha256_file, write_manifest, write_table
-from pipeline.curation.layout import ledger_dir
+from pipeline.contracts.layout import ledger_dir
 
 _TS = pa.timestamp("us", tz="UTC")
 LEDGER_SCHEMA = pa.schema(

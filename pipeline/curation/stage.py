@@ -8,7 +8,7 @@ from pipeline.contracts.shards import read_manifest
 from pipeline.curation import ledger
 from pipeline.curation.curated import compute, rebuild
 from pipeline.curation.export import ExportFilter, ExportResult, SheetSettings, export_sheets
-from pipeline.curation.layout import curated_dir
+from pipeline.contracts.layout import curated_dir
 
 
 def stage_for_build(out: Path, split: str, policy: str | None = None, settings: SheetSettings | None = None) -> dict:
