@@ -9,25 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    raise typer.Exit(code)
+from pipeline.contracts.cli_errors import fail as _fail
+from pipeline.contracts.overrides import OverrideError, parse_assignments
 
 
 def _overrides(items: list[str] | None) -> dict:
-    """KEY=VALUE pairs (dotted keys); VALUE is read as YAML (numbers, booleans, lists), else kept as text."""
-    import yaml
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key] = value
-    return out
+    try:
+        return parse_assignments(items)
+    except OverrideError as exc:
+        _fail(str(exc))
 
 
 def train(

@@ -102,15 +102,10 @@ class TrainConfig(_Strict):
 
 def load_train_config(path: Path | None, overrides: dict | None = None) -> TrainConfig:
     from pipeline.contracts.config import load_config_file
+    from pipeline.contracts.overrides import apply_overrides
 
     data = load_config_file(Path(path)) if path else {}
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return TrainConfig.model_validate(data)
+    return TrainConfig.model_validate(apply_overrides(data, overrides or {}))
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pipeline.contracts.cli_errors import fail as _fail, new_app
 from pydantic import ValidationError
 
 from pipeline.contracts.config import PlanConfig, load_config_file
+from pipeline.contracts.overrides import OverrideError, apply_overrides, parse_assignments
 
 app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.")
 
@@ -18,15 +19,7 @@ app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets f
 def build_plan_config(config_file: Optional[Path], overrides: dict) -> PlanConfig:
     """Config file first, command-line options over it; validated once, before any work starts."""
     data = load_config_file(config_file) if config_file else {}
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return PlanConfig.model_validate(data)
+    return PlanConfig.model_validate(apply_overrides(data, overrides, skip_none=True))
 
 
 @app.command()
@@ -168,16 +161,6 @@ def demo_data(
         typer.echo(f"{split}: {c['images']} images, {c['instances']} instances -> {out / split}")
 
 
-def _set_dotted(data: dict, dotted: str, value) -> None:
-    node = data
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            _fail(f"--set {dotted}: {p} is not a section")
-    node[leaf] = value
-
-
 def _validation_message(exc: ValidationError, where: str) -> str:
     return f"{where}: invalid parameters, nothing was started:\n" + "\n".join(
         f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
@@ -188,22 +171,15 @@ def build(
     params_file: Annotated[Optional[Path], typer.Option("--params", help="YAML or JSON file of build parameters "
                            "(docs/flows.md); without one, the demo build.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE over the file, KEY dotted "
-                    "(output.out=builds/x, splits='[\"val\"]'); VALUE is read as JSON when it parses, else as text.")] = None,
+                    "(output.out=builds/x, splits='[val]'); VALUE is read as YAML (or JSON) when it parses, else as text.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the whole build-geopixeld flow in this process (Prefect starts a temporary server; none is needed)."""
-    import json
-
     data = load_config_file(params_file) if params_file else {}
-    for item in set_ or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            _fail(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        _set_dotted(data, key, value)
+    try:
+        apply_overrides(data, parse_assignments(set_))
+    except OverrideError as exc:
+        _fail(str(exc))
     if quiet:
         data["progress"] = False
     result = _run_build(data, str(params_file or "--set"))
