@@ -56,3 +56,112 @@ def finished(folder: Path, manifest: dict | None, shard: str) -> bool:
         return False
     path = folder / shard
     return path.is_file() and sha256_file(path) == manifest["shards"][shard]["sha256"]
+
+
+class NotReady(ValueError):
+    """A stage's input is missing or unfinished (the stage before it has not run to the end)."""
+
+
+class PlansNotReady(NotReady):
+    """A split's plans are missing or unfinished."""
+
+
+class RecordsNotReady(NotReady):
+    """A split's records (drafted or curated) are missing or unfinished."""
+
+
+def require_complete(folder: Path, error: type[NotReady], hint: str) -> dict:
+    """The manifest of a finished folder, else `error` naming the folder and what to run (`hint`)."""
+    m = read_manifest(Path(folder))
+    if not m or not m.get("complete"):
+        raise error(f"{folder}: not finished; {hint}")
+    return m
+
+
+class ManifestMismatch(ValueError):
+    """A folder holds shards of another run (config, input, model or schema); refuse to mix them."""
+
+
+class ShardManifest:
+    """The one resume mechanism: a folder of shards and its manifest.
+
+    The manifest has a header (`kind`, the run's identity and anything a stage wants to keep) and `shards`,
+    {name: entry}; every entry holds the shard's `sha256` and what it was made from (`source`). A shard is
+    finished when its entry says it came from the same source and the file is exactly what was recorded, so a
+    rerun skips it; the manifest is replaced atomically after each shard, so a killed run keeps what it
+    finished. `complete` is set when the stage has recorded every shard it meant to write.
+    """
+
+    def __init__(self, folder: Path, data: dict):
+        self.folder, self.data = Path(folder), data
+
+    @classmethod
+    def open(cls, folder: Path, kind: str, identity: dict, *, on_mismatch: str = "raise", remove: str | None = None,
+             hint: str = "choose another output folder or pass --overwrite", **header) -> "ShardManifest":
+        """The manifest of `folder` for a run of this `identity` (a dict compared as a whole).
+
+        A manifest of another identity raises ManifestMismatch (`on_mismatch="raise"`) or is started afresh
+        (`"restart"`), its shards matching the glob `remove` deleted first. The manifest is marked unfinished
+        until `complete`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = read_manifest(folder)
+        if data is not None and "identity" not in data and all(data.get(k) == v for k, v in identity.items()):
+            data["identity"] = identity  # written before the identity had its own key: the same run
+        if data is not None and (data.get("kind") != kind or data.get("identity") != identity):
+            if on_mismatch == "raise":
+                raise ManifestMismatch(f"{folder} holds {kind} shards of another run ({_differs(data.get('identity'), identity)}); {hint}")
+            if remove:
+                for old in folder.glob(remove):
+                    old.unlink()
+            data = None
+        data = data or {"kind": kind, "identity": identity, "shards": {}}
+        data.update(header)
+        data["complete"] = False
+        m = cls(folder, data)
+        m.save()
+        return m
+
+    @property
+    def shards(self) -> dict:
+        return self.data["shards"]
+
+    def finished(self, name: str, source=None) -> bool:
+        """Recorded from this `source` (when given) and the file on disk is exactly what was recorded."""
+        entry = self.shards.get(name)
+        if not entry or (source is not None and entry.get("source") != source):
+            return False
+        return finished(self.folder, self.data, name)
+
+    def record(self, name: str, entry: dict) -> None:
+        """Add a written shard (its entry holds `sha256`); the manifest is replaced atomically."""
+        if "sha256" not in entry:
+            raise ValueError(f"{self.folder / name}: a manifest entry needs the shard's sha256")
+        self.shards[name] = entry
+        self.save()
+
+    def drop(self, keep: set[str]) -> list[str]:
+        """Forget and delete the shards not in `keep` (their inputs are gone); returns their names."""
+        gone = sorted(set(self.shards) - set(keep))
+        for name in gone:
+            (self.folder / name).unlink(missing_ok=True)
+            del self.shards[name]
+        return gone
+
+    def complete(self, names: list[str] | None = None, **extra) -> None:
+        """Mark the folder finished; every name in `names` must have been recorded."""
+        missing = [n for n in (names or []) if n not in self.shards]
+        if missing:
+            raise RuntimeError(f"{self.folder}: shards never written: {', '.join(missing[:5])}")
+        self.data.update(extra, complete=True, rows=sum(e.get("rows", 0) for e in self.shards.values()))
+        self.save()
+
+    def save(self) -> None:
+        write_manifest(self.folder, self.data)
+
+
+def _differs(old: dict | None, new: dict) -> str:
+    if not isinstance(old, dict):
+        return "no identity recorded"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in keys[:3]) or "another kind"
