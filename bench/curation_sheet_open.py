@@ -33,17 +33,10 @@ def drafted(data: Path) -> Path:
     m = read_manifest(out / "val" / "records")
     if m and m.get("complete"):
         return out
-    from pipeline.contracts.config import PlanConfig
-    from pipeline.synthetic.isaid import generate
-    from pipeline.drafting.stage import run_draft
-    from pipeline.planning.stage import run_plan
+    from pipeline.synthetic.tiny_build import tiny_build
 
     print(f"making the small synthetic val split in {data} (once) ...", flush=True)
-    generate(data / "src", scale="small", seed=0, splits=("val",), progress=False)
-    run_plan(PlanConfig.model_validate({"source": {"root": str(data / "src"), "split": "val"},
-                                        "output": {"out": str(out)}, "workers": 1}), progress=False)
-    run_draft(out, "val", progress=False)
-    return out
+    return tiny_build(data, scale="small", splits=("val",), source=data / "src")
 
 
 def open_once(browser, sheet: Path) -> dict:

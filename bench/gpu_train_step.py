@@ -73,18 +73,13 @@ def loader_rate(cfg_name: str, workers: int, batches: int) -> float:
     """Samples/s of the real loader on a generated tiny demo build, with this config's image preparation."""
     import tempfile
 
-    from model.train import load_train_config, measure_loader
-    from pipeline.cli import build_plan_config
-    from pipeline.synthetic.isaid import generate
-    from pipeline.drafting.stage import run_draft
-    from pipeline.planning.stage import run_plan
+    from model.train import measure_loader
+    from model.train_config import load_train_config
+    from pipeline.synthetic.tiny_build import tiny_build
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        generate(out / "data", scale="tiny", seed=0, progress=False, splits=("train",))
-        run_plan(build_plan_config(None, {"source.root": str(out / "data"), "source.split": "train",
-                                          "output.out": str(out / "out"), "workers": 1}), progress=False)
-        run_draft(out / "out", "train", progress=False)
+        tiny_build(out, splits=("train",))
         tc = load_train_config(None, {"model": cfg_name, "tokenizer": "tiny", "data.num_workers": workers,
                                       "train.per_device_batch": 1})
         return measure_loader(tc, str(out), batches)["samples_per_s"]

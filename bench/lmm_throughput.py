@@ -54,6 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pipeline.contracts.layout import records_dir, reply_cache_file  # noqa: E402
+from pipeline.driver import run_stage  # noqa: E402
 from pipeline.drafting.stage import open_draft  # noqa: E402
 from pipeline.drafting.lmm_client import Endpoint, LMMClient  # noqa: E402
 from pipeline.drafting.lmm_drafter import LMMSettings  # noqa: E402
@@ -161,36 +163,30 @@ def underfull_seconds(spans: list[tuple[float, float]], slots: int) -> float:
 
 def prepare(work: Path) -> tuple[Path, int]:
     """The tiny demo set's val split, planned once (default config); returns the output folder and patch count."""
-    from pipeline.contracts.config import PlanConfig
-    from pipeline.synthetic.isaid import generate
-    from pipeline.planning.stage import run_plan
+    from pipeline.contracts.layout import plans_dir
     from pipeline.contracts.shards import read_manifest
+    from pipeline.synthetic.tiny_build import tiny_build
 
-    data, out = work / "data", work / "out"
-    if not (data / "val").exists():
-        generate(data, scale="tiny", seed=0, splits=("val",), progress=False)
-    manifest = read_manifest(out / "val" / "plans")
+    out = work / "out"
+    manifest = read_manifest(plans_dir(out, "val"))
     if not manifest or not manifest.get("complete"):
-        run_plan(PlanConfig.model_validate({"source": {"root": str(data), "split": "val"}, "output": {"out": str(out)}}),
-                 progress=False)
-        manifest = read_manifest(out / "val" / "plans")
+        tiny_build(work, splits=("val",), draft=False, workers=0)
+        manifest = read_manifest(plans_dir(out, "val"))
     return out, manifest["rows"]
 
 
 def pipeline_run(out: Path, url: str, mode: str, concurrency: int) -> tuple[Run, list[dict]]:
     """One `geopixeld draft` run (run_draft's shard loop) from a fresh reply cache; also returns what it sent."""
-    shutil.rmtree(out / "val" / "records", ignore_errors=True)
-    (out / "val" / "lmm_cache.sqlite").unlink(missing_ok=True)
-    for tail in ("-wal", "-shm"):
-        (out / "val" / f"lmm_cache.sqlite{tail}").unlink(missing_ok=True)
+    shutil.rmtree(records_dir(out, "val"), ignore_errors=True)
+    cache = reply_cache_file(out, "val")
+    for tail in ("", "-wal", "-shm"):
+        cache.with_name(cache.name + tail).unlink(missing_ok=True)
     settings = LMMSettings([Endpoint(url, MODEL_NAME)], instance_mode=mode, max_in_flight=concurrency, timeout=600)
     sent: list[dict] = []
     with open_draft(out, "val", settings) as job:
         job.drafting.on_sent = sent.append
         t0, cpu = time.perf_counter(), time.process_time()
-        for name in job.shard_names:
-            job.record(*job.draft_shard(name))
-        summary = job.finish()
+        summary = run_stage(job)  # the drafting stage as `geopixeld draft` runs it
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
     s = summary.stats
     return Run("pipeline", s["requests_sent"], seconds, s["prompt_tokens"], s["completion_tokens"], s["failed"], cpu,

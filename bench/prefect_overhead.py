@@ -1,7 +1,7 @@
 """Benchmark: Prefect's own overhead on the demo build (issue 4: under 15% of wall time).
 
 The same stage functions are run twice per round on the same demo data, each time into a fresh output folder so
-that nothing is skipped: once called directly on a process pool (`flows/direct.py`), once as the in-process
+that nothing is skipped: once called directly on a process pool (`flows/without_prefect.py`), once as the in-process
 `build-geopixeld` flow (`flows/build.py`) on the same pool size. Rounds alternate the order. The temporary Prefect
 server starts once, before the first timed run, and its start-up is reported apart (a served deployment pays it
 once per server, not per build). Prints a table, the task-run count, and the count an iSAID-scale build would make.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.local import prefect_defaults
+from flows.in_process import prefect_defaults
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     state = work / "state"
     prefect_defaults(state)
 
-    from flows.direct import direct_build
+    from flows.without_prefect import build_without_prefect
     from flows.params import BuildParams
     from pipeline.synthetic.isaid import generate
 
@@ -59,7 +59,7 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             if kind == "direct":
-                direct_build(params(out))
+                build_without_prefect(params(out))
                 direct.append(time.perf_counter() - t)
             else:
                 runs = build_geopixeld(params(out))["task_runs"]

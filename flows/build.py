@@ -25,10 +25,12 @@ from tqdm import tqdm
 
 from flows import pool
 from flows.params import BuildParams
-from pipeline import driver as stages
-from pipeline.release.dataset import dataset_folder, write_dataset
+from pipeline import driver
 from pipeline.drafting.stage import open_draft
 from pipeline.planning.stage import prepare_plan
+from pipeline.release.dataset import dataset_folder, write_dataset
+from pipeline.synthetic.isaid import ensure_source
+from pipeline.verification.records import validate_records
 
 FLOW_NAME = "build-geopixeld"
 
@@ -55,33 +57,45 @@ class StageProgress:
         self.bar.close()
 
 
-def _run(fn, *args):
-    """CPU work: on the local process pool when the flow holds one, else here (a Dask worker)."""
-    p = pool.current()
-    return p.submit(fn, *args).result() if p else fn(*args)
+class TaskRuns:
+    """A `pipeline.driver` runner that submits each batch of a stage's work as a run of a Prefect task; the CPU
+    work inside runs on the flow's local process pool when it holds one, else in the task (a Dask worker)."""
+
+    def __init__(self, task_fn):
+        self.task_fn = task_fn
+
+    def map(self, fn, batches):
+        yield from (f.result() for f in as_completed([self.task_fn.submit(fn, b) for b in batches]))
+
+    def map_in_thread(self, fn, batches):
+        """One task run after the other, each in this thread (LMM drafting: its event loop lives here)."""
+        yield from (self.task_fn(fn, b, here=True) for b in batches)
+
+
+def _run(fn, batch, here: bool):
+    p = None if here else pool.current()
+    return p.submit(fn, batch).result() if p else fn(batch)
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest(params: BuildParams, split: str):
-    stages.ensure_source(params.source.root, [split], params.source.synthetic, log=get_run_logger().info)
+    ensure_source(params.source.root, [split], params.source.synthetic, log=get_run_logger().info)
     return prepare_plan(params.plan_config(split), overwrite=params.overwrite)
 
 
 @task(name="tile-and-plan", cache_policy=NO_CACHE)
-def tile_and_plan(batch, cfg, vocab, split_dir):
-    return _run(stages.plan_batch, batch, cfg, vocab, split_dir)
+def tile_and_plan(work, batch, here: bool = False):
+    return _run(work, batch, here)
 
 
 @task(name="draft", cache_policy=NO_CACHE)
-def draft(job, names):
-    if job.drafting is not None:  # LMM: I/O bound, on the job's event loop in this thread
-        return stages.draft_batch(job, names)
-    return _run(stages.draft_batch, job, names)
+def draft(work, batch, here: bool = False):
+    return _run(work, batch, here)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(out: Path, split: str) -> dict:
-    return dict(stages.validate_records(out, split))
+    return dict(validate_records(out, split))
 
 
 @task(name="stage-curation", cache_policy=NO_CACHE)
@@ -100,14 +114,9 @@ def write(params: BuildParams):
 def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
     job = ingest(params, split)
     progress = StageProgress(f"plan-{split}", len(job.todo), "shard", params.progress)
-    futures = [tile_and_plan.submit(b, job.cfg, job.vocab, job.split_dir) for b in stages.batches(job.todo, params.batch_shards)]
-    counts["task runs"] += len(futures) + 1
-    for fut in as_completed(futures):
-        for r in fut.result():
-            job.record(r)
-            progress.step()
+    counts["task runs"] += len(driver.batches(job.todo, params.batch_shards)) + 1
+    summary = driver.run_stage(job, TaskRuns(tile_and_plan), params.batch_shards, progress.step)
     progress.close()
-    summary = job.finish()
     get_run_logger().info(summary.table())
     return {"images": summary.stats["images"], "patches": summary.stats["patches"], "kept": summary.stats["kept"],
             "quarantined": len(summary.issues), "skipped shards": summary.shards_skipped}
@@ -115,20 +124,14 @@ def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
 
 def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
     with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
-        todo = [n for n in job.shard_names if not job.is_finished(n)]
+        todo = job.todo
         progress = StageProgress(f"draft-{split}", len(todo), "shard", params.progress)
-        groups = stages.batches(todo, params.batch_shards)
+        groups = driver.batches(todo, params.batch_shards)
         counts["task runs"] += len(groups)
-        if job.drafting is None:
-            results = (f.result() for f in as_completed([draft.submit(job, g) for g in groups]))
-        else:
-            results = (draft(job, g) for g in groups)  # one batch at a time; requests in flight within it
-        for entries in results:
-            for rec_name, entry in entries:
-                job.record(rec_name, entry)
-                progress.step()
+        # template drafting on the pool; LMM drafting in this thread, one batch at a time (requests in flight
+        # within it) on the job's event loop: the driver calls `map_in_thread` for `in_process` jobs
+        summary = driver.run_stage(job, TaskRuns(draft), params.batch_shards, progress.step)
         progress.close()
-        summary = job.finish()
     get_run_logger().info(summary.table())
     s = summary.stats
     return {k: s[k] for k in ("records", "ok", "failed", "phrases", "instance_phrases", "group_phrases",
@@ -156,8 +159,8 @@ def build_splits(params: BuildParams) -> dict:
 def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
     """Build a GeoPixelD-style dataset: tile, plan, draft, validate, stage curation, write Parquet and the card."""
     logger = get_run_logger()
-    stages.check_writable(params.output.out)
-    with stages.output_lock(params.output.out, log=logger.warning):
+    driver.check_writable(params.output.out)
+    with driver.output_lock(params.output.out, log=logger.warning):
         if params.task_runner.kind == "local":  # the flow's own thread runner; a sub-flow only to change runners
             inner = build_splits.fn(params)
         else:

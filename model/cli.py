@@ -23,8 +23,9 @@ def _overrides(items: list[str] | None) -> dict:
 def train(
     config: Annotated[Optional[Path], typer.Option(help="Training YAML (configs/train/*.yaml, docs/model.md); "
                                                   "default: the paper's settings for the released weights.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Training records: a build folder (OUT/<split>/records or "
-                                                "OUT/out/<split>/records), a records folder, or a GeoPixelD JSON.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Training records: a build root (its curated records once "
+                                                "curation finished, else OUT/<split>/records), a records or dataset "
+                                                "folder, or a GeoPixelD JSON.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder: log.jsonl, checkpoints/, final/ (the merged model).")] = Path("runs/geopixel"),
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the latest checkpoint in OUT "
                                          "(exactly: same batches, same RNG).")] = True,
@@ -36,9 +37,10 @@ def train(
     """Fine-tune GeoPixel (LoRA) on grounded-conversation records; merge the LoRA and save OUT/final."""
     from pydantic import ValidationError
 
-    from model.data import DataError
-    from model.train import load_train_config, measure_loader
+    from model.records import DataError
+    from model.train import measure_loader
     from model.train import train as run_train
+    from model.train_config import load_train_config
     from model.weights import WeightsError
 
     try:
@@ -60,8 +62,9 @@ def train(
 
 def predict(
     model: Annotated[Path, typer.Option(help="A model folder written by `geopixeld train` (OUT/final).")],
-    images: Annotated[Path, typer.Option(help="An image, a folder of images, or a split folder (OUT/<split>: its "
-                                         "records/ or plans/ list the patches).")],
+    images: Annotated[Path, typer.Option(help="An image, a folder of images, a split folder (OUT/<split>) or a "
+                                         "build root with --split (its records or plans list the patches), a "
+                                         "dataset folder or a GeoPixelD layout.")],
     out: Annotated[Path, typer.Option(help="Folder for predictions-NNNNN.parquet (GCG record columns).")],
     split: Annotated[Optional[str], typer.Option(help="Split name for the rows (default: from the records).")] = None,
     question: Annotated[Optional[str], typer.Option(help="The user turn (default: GeoPixelD's GCG question).")] = None,

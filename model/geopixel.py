@@ -108,7 +108,7 @@ class GeoPixel(nn.Module):
 
     # -- training ----------------------------------------------------------------------------------------------
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Loss and its parts for a collated batch (see model.data.collate)."""
+        """Loss and its parts for a collated batch (see model.samples.collate)."""
         ids, labels, image_mask = batch["input_ids"], batch["labels"], batch["image_mask"]
         emb = self.embed(ids, image_mask, batch["hd_images"])
         h = self.hidden(emb, image_mask, batch.get("attention_mask"))
@@ -160,7 +160,7 @@ class GeoPixel(nn.Module):
         """Greedy decoding of one image's answer, then one mask per generated [SEG].
 
         `prompt` holds `input_ids` and `image_mask` (1, L) of the question with the image positions reserved
-        (model.data.prompt_batch). Returns the generated ids (without the stop token) and mask logits
+        (model.samples.prompt_batch). Returns the generated ids (without the stop token) and mask logits
         (n_seg, H, W), the n-th mask for the n-th [SEG].
         """
         ids, image_mask = prompt["input_ids"], prompt["image_mask"]

@@ -3,12 +3,15 @@
 Output rows use the GCG record schema (pipeline.contracts.gcg_schema, docs/gcg-schema.md), so evaluation reads predictions
 and references the same way, matched by `patch_id`: `description` is the generated text with its
 `<p> tag </p> [SEG]` markup, and `phrases` holds one entry per generated `[SEG]`, in order, with the phrase text
-(`tag`), its character span and the predicted mask as COCO RLE at the patch's size (`kind`, `category` and
+(`tag`), its character span and the predicted mask as COCO RLE at the patch's size (`tier`, `category` and
 `object_ids` are null/empty: a model does not know them). `status` is `ok` when every `[SEG]` closes a `<p> ...
 </p>` phrase, else `failed` with the reason in `error`; `provenance.drafter` is `geopixel`.
 
-Shards (`predictions-NNNNN.parquet`) are written atomically and recorded in `_manifest.json`; a rerun with the same
-model and inputs skips finished shards.
+Inputs are found as everywhere else (model.sources): an image, a folder of images, a split folder or a build
+root with a split (its records: curated once finished, else drafted; else its plans), a release dataset folder
+or a GeoPixelD layout. Shards (`predictions-NNNNN.parquet`) are written atomically and recorded in the folder's
+`ShardManifest` (pipeline.contracts.shards); a rerun with the same model, inputs and settings skips finished
+shards, and one with another is refused.
 """
 
 from __future__ import annotations
@@ -18,22 +21,25 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.contracts import layout
 from pipeline.contracts.geopixeld_format import GCG_QUESTION
-from pipeline.contracts.gcg_schema import GCG_SCHEMA, new_record
-from pipeline.contracts.grounding import PHRASE
-from pipeline.contracts.imageio import read_image, resolve_inside
+from pipeline.contracts.gcg_schema import GCGRecord, Phrase, Prompt, Provenance, TaggedText, records_to_table
+from pipeline.contracts.grounding import PHRASE_RE
+from pipeline.contracts.fileio import resolve_inside
+from pipeline.contracts.imageio import read_image
 from pipeline.contracts.masks import crop_to_rle
-from pipeline.contracts.shards import finished, read_manifest, write_manifest, write_table
+from pipeline.contracts.shards import ShardManifest, read_manifest, write_manifest, write_table
+
+from model.records import GroundedPatch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SEG_RE = re.compile(r"\[SEG\]")
+MANIFEST_KIND = "predictions"
 
 
 @dataclass
@@ -44,46 +50,80 @@ class Target:
     image_path: str  # as recorded (relative to the split folder when there is one)
 
 
+def target_of(patch: GroundedPatch, split: str) -> Target:
+    """What to predict for a record: its image, under the record's own name and split."""
+    return Target(patch.patch_id, split, patch.image, patch.image_path)
+
+
 def find_targets(inputs: Path, split: str | None = None) -> list[Target]:
-    """An image, a folder of images, or a split folder (`records/` or `plans/` Parquet listing its patches)."""
+    """An image; a folder of images (or a split folder's patches/); or records in any layout model.sources reads
+    (a split folder, a build root with `split`, a dataset folder, a GeoPixelD layout), else a split's plans."""
+    from model.sources import NotFound, open_source
+
     inputs = Path(inputs)
-    if inputs.is_file():
+    if inputs.is_file() and inputs.suffix.lower() in IMAGE_SUFFIXES:
         return [Target(inputs.stem, split or "", inputs, inputs.name)]
-    if not inputs.is_dir():
+    if not inputs.exists():
         raise FileNotFoundError(f"{inputs}: no such image or folder")
-    for sub in ("records", "plans"):
-        shards = sorted((inputs / sub).glob("*.parquet"))
-        if shards:
-            t = pq.read_table(shards, columns=["patch_id", "split", "image_path"]) if len(shards) > 1 else \
-                pq.read_table(shards[0], columns=["patch_id", "split", "image_path"])
-            out, seen = [], set()
-            for pid, sp, rel in zip(*(t[c].to_pylist() for c in ("patch_id", "split", "image_path"))):
-                if pid in seen or not rel:
-                    continue
-                seen.add(pid)
-                out.append(Target(pid, split or sp or inputs.name, resolve_inside(inputs, rel), rel))
-            return out
-    folder = inputs / "patches" if (inputs / "patches").is_dir() else inputs
+    try:
+        src = open_source(inputs, split)
+    except NotFound:
+        src = None
+    if src is not None:
+        out, seen = [], set()
+        for e in src.scan():
+            p = src.patch(e.shard, e.row)
+            if p.patch_id in seen or not p.image_path:
+                continue
+            seen.add(p.patch_id)
+            out.append(target_of(p, split or p.split or inputs.name))
+        return out
+    plans = _plan_targets(inputs, split)
+    if plans is not None:
+        return plans
+    folder = inputs / layout.PATCHES if (inputs / layout.PATCHES).is_dir() else inputs
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{inputs}: no records/ or plans/ Parquet and no images")
+        raise FileNotFoundError(f"{inputs}: no records, plans or images")
     return [Target(p.stem, split or (inputs.name if folder != inputs else ""), p, str(p.relative_to(inputs)))
             for p in files]
+
+
+def _plan_targets(inputs: Path, split: str | None) -> list[Target] | None:
+    """The patches a split's plans list (a split folder, or a build root with `split`), before drafting."""
+    for out, name in ([(inputs, split)] if split else []) + [(inputs.parent, inputs.name)]:
+        try:
+            shards = sorted(layout.plans_dir(out, name).glob("*.parquet"))
+        except ValueError:
+            continue
+        if not shards:
+            continue
+        t = pq.read_table(shards, columns=["patch_id", "split", "image_path"]) if len(shards) > 1 else \
+            pq.read_table(shards[0], columns=["patch_id", "split", "image_path"])
+        root = layout.split_dir(out, name)
+        targets, seen = [], set()
+        for pid, sp, rel in zip(*(t[c].to_pylist() for c in ("patch_id", "split", "image_path"))):
+            if pid in seen or not rel:
+                continue
+            seen.add(pid)
+            targets.append(Target(pid, split or sp or name, resolve_inside(root, rel), rel))
+        return targets
+    return None
 
 
 def phrases_of(text: str, masks: np.ndarray) -> tuple[list[dict], str | None]:
     """One phrase entry per [SEG] (in order) and an error when the markup does not ground every [SEG]."""
     h, w = masks.shape[1:] if masks.ndim == 3 else (0, 0)
-    by_end = {m.end(): m for m in PHRASE.finditer(text)}
+    by_end = {m.end(): m for m in PHRASE_RE.finditer(text)}
     phrases, bare = [], 0
     for k, seg in enumerate(SEG_RE.finditer(text)):
         m = by_end.get(seg.end())
         tag, start, end = (m["text"], m.start("text"), m.end("text")) if m else ("", seg.start(), seg.start())
         bare += m is None
         rle = crop_to_rle(masks[k].astype(np.uint8), 0, 0, h, w)
-        phrases.append({"tag": tag, "start": start, "end": end, "kind": None, "category": None, "object_ids": [],
+        phrases.append({"tag": tag, "start": start, "end": end, "tier": None, "category": None, "object_ids": [],
                         "rle": rle})
-    leftover = re.sub(PHRASE, "", text)
+    leftover = re.sub(PHRASE_RE, "", text)
     error = None
     if bare:
         error = f"{bare} [SEG] token(s) without a <p> ... </p> phrase before them"
@@ -110,13 +150,21 @@ def load_for_inference(folder: Path, device: str | torch.device = "cpu", dtype: 
 
 def predict_image(model, enc, rgb: np.ndarray, question: str = GCG_QUESTION, max_new_tokens: int = 1024):
     """(description, masks (n, H, W) bool) for one RGB image."""
-    from model.data import prompt_batch
+    from model.samples import prompt_batch
 
     p = prompt_batch(enc, rgb, model.cfg, question)
     dev = next(model.parameters()).device
     prompt = {"input_ids": p["input_ids"].to(dev), "image_mask": p["image_mask"].to(dev)}
     ids, logits = model.generate(prompt, p["hd_image"], p["sam_image"], tuple(p["size"]), max_new_tokens)
     return enc.decode(ids), (logits > model.cfg.mask_threshold).cpu().numpy()
+
+
+def _adopt_old_manifest(out: Path, key: dict) -> None:
+    """A folder written before predictions used ShardManifest ({key, shards}) resumes when its key is this run's."""
+    old = read_manifest(out) if out.is_dir() else None
+    if old and "key" in old and "identity" not in old and old["key"] == key:
+        write_manifest(out, {"kind": MANIFEST_KIND, "identity": key, "shards": old.get("shards", {}),
+                             "complete": False})
 
 
 def run_predict(model_dir: Path, inputs: Path, out: Path, split: str | None = None, question: str = GCG_QUESTION,
@@ -130,22 +178,20 @@ def run_predict(model_dir: Path, inputs: Path, out: Path, split: str | None = No
                                  .encode()).hexdigest()[:16]
     inputs_sum = hashlib.sha256(json.dumps([(t.patch_id, str(t.image)) for t in targets]).encode()).hexdigest()[:16]
     sampling = json.dumps({"decoding": "greedy", "max_new_tokens": max_new_tokens})
-    provenance = {"drafter": "geopixel", "drafter_version": "1", "model": str(model_dir), "sampling": sampling,
-                  "prompt_hashes": [{"tag": "question", "text": hashlib.sha256(question.encode()).hexdigest()}]}
-    if "prompts" in [f.name for f in GCG_SCHEMA.field("provenance").type]:  # schema 2: the rendered prompt
-        provenance["prompts"] = [{"tier": "question", "tag": "", "text": question, "request_sha256": None}]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(out)
-    key = {"model": weights_sum, "inputs": inputs_sum, "question": provenance["prompt_hashes"][0]["text"],
+    question_sha = hashlib.sha256(question.encode()).hexdigest()
+    provenance = Provenance("geopixel", "1", str(model_dir), sampling, [TaggedText("question", question_sha)],
+                            [Prompt("question", "", question, None)])
+    key = {"model": weights_sum, "inputs": inputs_sum, "question": question_sha,
            "sampling": sampling, "shard_size": shard_size}
-    if manifest and manifest.get("key") != key:
-        raise ValueError(f"{out} holds predictions of another model, input list or setting; use a new folder")
-    manifest = manifest or {"key": key, "shards": {}}
+    _adopt_old_manifest(Path(out), key)
+    manifest = ShardManifest.open(Path(out), MANIFEST_KIND, key,
+                                  hint="predictions of another model, input list or setting go in a new folder")
     counts = {"patches": 0, "ok": 0, "failed": 0, "masks": 0, "skipped_shards": 0}
+    names = []
     for si in range(0, len(targets), shard_size):
         name = f"predictions-{si // shard_size:05d}.parquet"
-        if finished(out, manifest, name):
+        names.append(name)
+        if manifest.finished(name):
             counts["skipped_shards"] += 1
             continue
         rows = []
@@ -153,15 +199,14 @@ def run_predict(model_dir: Path, inputs: Path, out: Path, split: str | None = No
             rgb, _ = read_image(t.image)
             text, masks = predict_image(model, enc, rgb, question, max_new_tokens)
             phrases, error = phrases_of(text, masks)
-            plan = SimpleNamespace(patch_id=t.patch_id, split=t.split, image_path=t.image_path, width=rgb.shape[1],
-                                   height=rgb.shape[0], config_hash=None)
-            rows.append(new_record(plan, provenance, description=text, phrases=phrases,
-                                   status="failed" if error else "ok", error=error))
+            rows.append(GCGRecord(t.patch_id, t.split, t.image_path, rgb.shape[1], rgb.shape[0], description=text,
+                                  phrases=[Phrase.from_row(p) for p in phrases], status="failed" if error else "ok",
+                                  error=error, provenance=provenance))
             counts["patches"] += 1
             counts["failed" if error else "ok"] += 1
             counts["masks"] += len(phrases)
-        digest = write_table(pa.Table.from_pylist(rows, schema=GCG_SCHEMA), out / name)
-        manifest["shards"][name] = {"sha256": digest, "rows": len(rows)}
-        write_manifest(out, manifest)
+        digest = write_table(records_to_table(rows), Path(out) / name)
+        manifest.record(name, {"sha256": digest, "rows": len(rows)})
         log(f"{name}: {len(rows)} patches")
+    manifest.complete(names)
     return counts

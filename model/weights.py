@@ -182,7 +182,7 @@ def save_model(model: nn.Module, folder: Path, config: dict, tokenizer=None, sha
 
 
 def _write_json(path: Path, data) -> None:
-    from pipeline.contracts.imageio import atomic_write_bytes
+    from pipeline.contracts.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 

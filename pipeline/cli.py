@@ -10,16 +10,10 @@ import typer
 from pipeline.contracts.cli_errors import fail as _fail, new_app
 from pydantic import ValidationError
 
-from pipeline.contracts.config import PlanConfig, load_config_file
+from pipeline.contracts.config import load_config_file, load_plan_config
 from pipeline.contracts.overrides import OverrideError, apply_overrides, parse_assignments
 
 app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.")
-
-
-def build_plan_config(config_file: Optional[Path], overrides: dict) -> PlanConfig:
-    """Config file first, command-line options over it; validated once, before any work starts."""
-    data = load_config_file(config_file) if config_file else {}
-    return PlanConfig.model_validate(apply_overrides(data, overrides, skip_none=True))
 
 
 @app.command()
@@ -48,13 +42,14 @@ def plan(
 ) -> None:
     """Tile a dataset split into patches and write one annotation plan per kept patch as Parquet."""
     from pipeline.contracts.geometry import GeometryError
-    from pipeline.contracts.imageio import UnsafePath
+    from pipeline.contracts.fileio import UnsafePath
     from pipeline.contracts.quarantine import BadRecord
     from pipeline.ingest import SourceError
-    from pipeline.planning.stage import OutputMismatch, report, run_plan
+    from pipeline.contracts.shards import ManifestMismatch
+    from pipeline.planning.stage import report, run_plan
 
     try:
-        cfg = build_plan_config(
+        cfg = load_plan_config(
             config,
             {
                 "source.root": str(root), "source.split": split, "source.format": fmt,
@@ -71,7 +66,7 @@ def plan(
         summary = run_plan(cfg, progress=not quiet, overwrite=overwrite)
     except BadRecord as exc:
         _fail(f"{exc}\n(--strict stops at the first bad record; finished shards are kept)")
-    except (SourceError, OutputMismatch, UnsafePath, GeometryError) as exc:
+    except (SourceError, ManifestMismatch, UnsafePath, GeometryError) as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or ''} {exc.strerror or exc}".strip())
@@ -97,7 +92,8 @@ def draft(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, or the offline template drafter)."""
-    from pipeline.drafting.stage import PlansNotReady, run_draft
+    from pipeline.contracts.shards import NotReady
+    from pipeline.drafting.stage import run_draft
     from pipeline.drafting.lmm_client import LMMUnavailable
 
     lmm = None
@@ -119,24 +115,25 @@ def draft(
                           temperature=temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
     try:
         summary = run_draft(out, split, progress=not quiet, lmm=lmm)
-    except (PlansNotReady, LMMUnavailable, ValueError) as exc:
+    except (NotReady, LMMUnavailable, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
 
 
 @app.command("export")
 def export(
-    out: Annotated[Path, typer.Argument(help="Output root holding <split>/records.")],
+    out: Annotated[Path, typer.Argument(help="Output root holding <split>/records (or <split>/curated, which wins once curation finished it).")],
     dest: Annotated[Path, typer.Argument(help="Folder for the GeoPixelD-layout files.")],
     split: Annotated[str, typer.Option(help="Split to export.")] = "val",
     prefix: Annotated[str, typer.Option(help="Path prefix written into the JSON, as in the release.")] = "data/GeoPixelD",
 ) -> None:
     """Export grounded records in the released GeoPixelD layout (index JSON + per-patch JSON with polygons)."""
-    from pipeline.drafting.stage import PlansNotReady, export_split
+    from pipeline.contracts.shards import NotReady
+    from pipeline.release.geopixeld import export_split
 
     try:
         path = export_split(out, split, dest, prefix)
-    except PlansNotReady as exc:
+    except (NotReady, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"GeoPixelD layout: {path} and {dest / split}/")
 
@@ -183,16 +180,15 @@ def build(
     if quiet:
         data["progress"] = False
     result = _run_build(data, str(params_file or "--set"))
-    from flows.local import summary_table
+    from flows.in_process import summary_table
 
     typer.echo(summary_table(result))
 
 
 def _run_build(data: dict, where: str) -> dict:
     from flows.params import BuildParams
-    from flows.local import run_build
-    from pipeline.drafting.stage import PlansNotReady
-    from pipeline.planning.stage import OutputMismatch
+    from flows.in_process import run_build
+    from pipeline.contracts.shards import ManifestMismatch, NotReady
 
     try:
         params = BuildParams.model_validate(data)
@@ -200,7 +196,7 @@ def _run_build(data: dict, where: str) -> dict:
         _fail(_validation_message(exc, where))
     try:
         return run_build(params)
-    except (OSError, OutputMismatch, PlansNotReady) as exc:  # OutputNotWritable, a full disk: the path is named
+    except (OSError, ManifestMismatch, NotReady) as exc:  # OutputNotWritable, a full disk: the path is named
         _fail(str(exc))
 
 
@@ -229,7 +225,7 @@ def demo(
         data["lmm"] = {"endpoints": {"urls": [u.strip() for u in url.split(",") if u.strip()], "model": model}}
     typer.echo(f"Building the {scale} synthetic demo with the build-geopixeld flow (in this process) ...")
     result = _run_build(data, "demo")
-    from flows.local import summary_table
+    from flows.in_process import summary_table
 
     b, ds = out / "out", Path(result["dataset"])
     typer.echo(summary_table(result))

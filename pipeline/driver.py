@@ -1,25 +1,104 @@
-"""The build's stages as plain functions over batches of shards: the Prefect flow (flows/build.py) maps tasks over
-them, and the overhead benchmark calls them directly. Nothing here knows about Prefect."""
+"""The one stage driver: every shard-by-shard stage runs through `run_stage`, wherever its work runs.
+
+A stage is prepared by its own module (`planning.stage.prepare_plan`, `drafting.stage.open_draft`) into a job:
+
+    job.todo        the units still to do (a rerun leaves out what its manifest says is finished)
+    job.work        a picklable callable: a batch of units -> a list of results (it writes its shards atomically)
+    job.record(r)   adds one result to the job's manifest (`contracts.shards.ShardManifest`), in this thread
+    job.finish()    checks every unit was recorded, marks the manifest complete, returns the stage's summary
+    job.in_process  True when the work must run in this thread (LMM drafting keeps its event loop here)
+
+and a runner decides where `job.work` runs: `SERIAL` (this process), `ProcessPool` (the CLI and the
+benchmarks), or the Prefect flow's runner (flows/build.py, which submits each batch as a task run). The driver
+does the rest the same way for all of them: batching, recording as results arrive, progress, finishing.
+"""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
-import re
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from collections import Counter
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable, Iterator, Protocol
 
-import pyarrow.parquet as pq
+from pipeline.contracts.layout import lock_file
 
-from pipeline.contracts.categories import Vocabulary
-from pipeline.contracts.config import PlanConfig
-from pipeline.contracts.grounding import PHRASE
-from pipeline.planning.stage import ShardResult, plan_shard
-from pipeline.contracts.records import SourceImage
-from pipeline.contracts.shards import read_manifest
+
+class Runner(Protocol):
+    def map(self, fn: Callable[[list], list], batches: list[list]) -> Iterator[list]:
+        """Run `fn` on every batch; yield each batch's results as it completes (any order)."""
+
+    def map_in_thread(self, fn: Callable[[list], list], batches: list[list]) -> Iterator[list]:
+        """The same for work that must run in this thread (`job.in_process`), one batch after the other."""
+
+
+class Serial:
+    """Run each batch here, one after the other."""
+
+    def map(self, fn, batches):
+        for b in batches:
+            yield fn(b)
+
+    map_in_thread = map
+
+
+SERIAL = Serial()
+
+
+class ProcessPool:
+    """Run batches on a pool of spawned processes (`workers` <= 1: here). A failing batch cancels the ones not
+    started and re-raises; finished shards stay recorded, nothing is half-written."""
+
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "ProcessPool":
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map_in_thread(self, fn, batches):
+        return SERIAL.map(fn, batches)
+
+    def map(self, fn, batches):
+        if self._pool is None or len(batches) <= 1:
+            yield from SERIAL.map(fn, batches)
+            return
+        pending = {self._pool.submit(fn, b) for b in batches}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()  # re-raises a worker's error (a strict-mode BadRecord, a full disk)
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def batches(items: list, size: int) -> list[list]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_stage(job, runner: Runner = SERIAL, batch_size: int = 1, progress: Callable[[int], None] | None = None):
+    """Run a prepared job to the end and return its summary (see the module docstring)."""
+    run = runner.map_in_thread if job.in_process else runner.map
+    for results in run(job.work, batches(list(job.todo), batch_size)):
+        for r in results:
+            job.record(r)
+        if progress:
+            progress(len(results))
+    return job.finish()
 
 
 class OutputNotWritable(OSError):
@@ -30,7 +109,7 @@ class OutputNotWritable(OSError):
 def output_lock(out: Path, log=print, poll: float = 2.0):
     """Hold an exclusive lock on the output root for a whole build. Two builds into one folder would race on its
     manifests; the second waits for the first to end (the kernel drops the lock of a killed process)."""
-    path = Path(out) / ".geopixeld.lock"
+    path = lock_file(out)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         told = False
@@ -50,26 +129,6 @@ def output_lock(out: Path, log=print, poll: float = 2.0):
         os.close(fd)  # closing drops the lock
 
 
-def batches(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def ensure_source(root: Path, splits: list[str], synthetic: str | None, log=print) -> None:
-    """Generate the synthetic demo set at `root` when asked to and it holds no annotations yet."""
-    root = Path(root)
-    have = [s for s in splits if (root / s / "Annotations").is_dir() or (root / s / "images").is_dir()]
-    if len(have) == len(splits):
-        return
-    if synthetic is None:
-        if not root.is_dir():
-            raise FileNotFoundError(f"source.root {root}: no such folder (set source.synthetic to generate the demo set)")
-        return  # the reader names what is missing
-    from pipeline.synthetic.isaid import generate
-
-    log(f"generating the {synthetic} synthetic iSAID-format dataset in {root}")
-    generate(root, scale=synthetic, splits=tuple(splits), progress=False)
-
-
 def check_writable(out: Path) -> None:
     """Create the output root and prove a file can be written and synced there; name the path when not."""
     out = Path(out)
@@ -86,48 +145,3 @@ def check_writable(out: Path) -> None:
                errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
         raise OutputNotWritable(exc.errno, f"output folder {out} is not writable: {why}") from exc
 
-
-def plan_batch(batch: list[tuple[int, list[SourceImage]]], cfg: PlanConfig, vocab: Vocabulary,
-               split_dir: Path) -> list[ShardResult]:
-    """Plan a batch of shards (each written atomically); the caller records them in the manifest."""
-    return [plan_shard(k, chunk, cfg, vocab, split_dir) for k, chunk in batch]
-
-
-def draft_batch(job, names: list[str]) -> list[tuple[str, dict]]:
-    """Draft a batch of plan shards with a `draft_run.DraftJob`; returns (record shard, manifest entry) pairs."""
-    return [job.draft_shard(n) for n in names]
-
-
-def validate_records(out: Path, split: str) -> Counter:
-    """Check every grounded record again from the files: each `[SEG]` has a phrase whose span holds its tag, each
-    mask decodes to the patch size and is not empty. Raises ValueError naming the shard and patch otherwise."""
-    from pipeline.contracts import masks
-
-    rec_dir = Path(out) / split / "records"
-    manifest = read_manifest(rec_dir)
-    if not manifest or not manifest.get("complete"):
-        raise ValueError(f"{rec_dir}: records are not finished")
-    c = Counter()
-    for name in sorted(manifest["shards"]):
-        for r in pq.read_table(rec_dir / name, columns=["patch_id", "description", "phrases", "width", "height",
-                                                        "status"]).to_pylist():
-            c["records"] += 1
-            if r["status"] != "ok":
-                c["failed"] += 1
-                continue
-            where = f"{rec_dir / name}, patch {r['patch_id']}"
-            found = list(PHRASE.finditer(r["description"]))
-            if len(found) != len(r["phrases"]):
-                raise ValueError(f"{where}: {len(found)} [SEG] phrases but {len(r['phrases'])} grounded phrases")
-            for p in r["phrases"]:
-                if r["description"][p["start"]:p["end"]].strip() != p["tag"]:
-                    raise ValueError(f"{where}: span {p['start']}:{p['end']} does not hold tag {p['tag']!r}")
-                if list(p["rle"]["size"]) != [r["height"], r["width"]]:
-                    raise ValueError(f"{where}: mask of {p['tag']!r} is {p['rle']['size']}, not the patch size")
-                if masks.area(p["rle"]) == 0:
-                    raise ValueError(f"{where}: mask of {p['tag']!r} is empty")
-            if re.search(r"</?p>|\[SEG\]", PHRASE.sub("", r["description"])):
-                raise ValueError(f"{where}: markup left after removing the grounded phrases")
-            c["ok"] += 1
-            c["phrases"] += len(r["phrases"])
-    return c

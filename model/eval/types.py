@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipeline.contracts.grounding import PHRASE, strip_tags
+from pipeline.contracts.grounding import PHRASE_RE, strip_tags
 
 _TAG_SUFFIX = re.compile(r"-\d+$")
 _MARKUP = re.compile(r"</?p>|\[SEG\]")
@@ -62,4 +62,4 @@ def phrases_of(description: str | None) -> tuple[list[str], int]:
     """(phrase texts in caption order, number of [SEG] tokens) of a grounded description."""
     if not description:
         return [], 0
-    return [phrase_text(m["text"]) for m in PHRASE.finditer(description)], description.count(SEG)
+    return [phrase_text(m["text"]) for m in PHRASE_RE.finditer(description)], description.count(SEG)

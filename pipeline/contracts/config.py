@@ -224,6 +224,15 @@ def load_config_file(path: Path) -> dict:
     return data
 
 
+def load_plan_config(path: Path | None, overrides: dict) -> PlanConfig:
+    """A config file first (when given), dotted overrides over it (None values left out); validated once,
+    before any work starts."""
+    from pipeline.contracts.overrides import apply_overrides
+
+    data = load_config_file(Path(path)) if path else {}
+    return PlanConfig.model_validate(apply_overrides(data, overrides, skip_none=True))
+
+
 def config_reference() -> str:
     """Markdown table of every config field, its default and description (docs/config.md is built from it)."""
     lines = []

@@ -1,28 +1,26 @@
 """The released dataset's Parquet schema (version 1): one row per grounded patch, self-describing.
 
-Unlike the drafting records (`gcg_schema`), a dataset row carries everything a user needs without the plans:
-the image (a path inside the dataset folder, or its bytes), the patch's place in its source image and its
-georeference, and one mask per `[SEG]` with its category, box and area. Documented in docs/dataset-schema.md,
-which a test keeps in sync with this file.
+Unlike the drafting records (`gcg_schema`), a dataset row is a released patch ready to use, with no failure
+or LMM reply: the image (a path inside the dataset folder, or its bytes), the patch's place in its source
+image and its georeference, the caption without markup, and one mask per `[SEG]` with its category, box and area
+(phrases point at their masks by id). Documented in docs/dataset-schema.md, which a test keeps in sync with this
+file.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.contracts.gcg_schema import DROPPED, PROVENANCE, TEXT
-from pipeline.contracts.plan_schema import RLE
+from pipeline.contracts.gcg_schema import DROPPED, PHRASE_FIELDS, PROVENANCE, TEXT
 
 DATASET_SCHEMA_VERSION = 1
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-PHRASE = pa.struct([
-    ("tag", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("tier", pa.string()), ("mask_id", pa.int32()),
-])
-MASK = pa.struct([
-    ("mask_id", pa.int32()), ("tier", pa.string()), ("category", pa.string()), ("object_ids", pa.list_(pa.int64())),
-    ("bbox", pa.list_(pa.float64(), 4)), ("area", pa.int64()), ("rle", RLE),
-])
+_MASK_ID = pa.field("mask_id", pa.int32())
+# a record's phrase split in two: its span and tier, pointing at its mask by id; the mask with its box and area
+PHRASE_REF = pa.struct([PHRASE_FIELDS[n] for n in ("tag", "start", "end", "tier")] + [_MASK_ID])
+MASK = pa.struct([_MASK_ID] + [PHRASE_FIELDS[n] for n in ("tier", "category", "object_ids")]
+                 + [pa.field("bbox", pa.list_(pa.float64(), 4)), pa.field("area", pa.int64()), PHRASE_FIELDS["rle"]])
 
 # column -> meaning; the order is the schema's order (docs/dataset-schema.md is generated from this table)
 COLUMNS: list[tuple[str, pa.DataType, str]] = [
@@ -39,8 +37,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("transform", pa.list_(pa.float64(), 6), "affine transform a, b, c, d, e, f of the patch's pixels, else null"),
     ("description", pa.string(), "the grounded description; every phrase is `<p> tag </p> [SEG]`"),
     ("caption", pa.string(), "the description without the markup (what METEOR and CIDEr score)"),
-    ("phrases", pa.list_(PHRASE), "one per `[SEG]`, in caption order: `tag`, its character span `start`/`end` in "
-                                  "`description`, `tier` (instance or group) and the `mask_id` it grounds to"),
+    ("phrases", pa.list_(PHRASE_REF), "one per `[SEG]`, in caption order: `tag`, its character span `start`/`end` "
+                                      "in `description`, `tier` (instance or group) and the `mask_id` it grounds to"),
     ("masks", pa.list_(MASK), "one per `[SEG]`, in caption order: `tier`, `category`, the source `object_ids` (one "
                               "instance, or a group's members), COCO `bbox` [x, y, w, h], `area` in px and the "
                               "COCO RLE (`size` [h, w], compressed `counts`); a group's mask is its members' union"),

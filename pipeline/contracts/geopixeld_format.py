@@ -1,4 +1,5 @@
-"""Export to the released GeoPixelD layout: an index JSON plus one per-patch JSON with `polygons`.
+"""The released GeoPixelD format: an index JSON plus one per-patch JSON with `polygons` (written by
+pipeline/release/geopixeld.py, read by the trainer and eval).
 
 Per-patch JSON: {id, img, gcg_description, polygons}; `polygons` has one entry per [SEG] in caption order,
 each a list of polygons ([x, y] integer points) unioned into that phrase's mask. Polygons are traced with
@@ -7,14 +8,10 @@ OpenCV (outer contours, every boundary pixel), which reproduces the released sam
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.grounding import PHRASE_RE
 
 GCG_QUESTION = (
     "Could you perform an in-depth analysis of this photo, including interleaved segmentation masks to map "
@@ -38,7 +35,7 @@ def released_record(record_id: int, patch_id: str, description: str, phrase_mask
                     prefix: str, split: str) -> tuple[dict, dict]:
     """(index entry, per-patch JSON) of one patch; phrase_masks in caption order, one per [SEG]."""
     n_seg = description.count("[SEG]")
-    if n_seg != len(phrase_masks) or len(PHRASE.findall(description)) != n_seg:
+    if n_seg != len(phrase_masks) or len(PHRASE_RE.findall(description)) != n_seg:
         raise ValueError(f"{patch_id}: {n_seg} [SEG] tokens but {len(phrase_masks)} masks")
     img = f"{prefix}/{split}/{patch_id}.png"
     per_patch = {"id": record_id, "img": img, "gcg_description": description,
@@ -48,18 +45,3 @@ def released_record(record_id: int, patch_id: str, description: str, phrase_mask
              "image": img, "polygons": f"{prefix}/{split}/{patch_id}.json"}
     return index, per_patch
 
-
-def write_released(dest: Path, split: str, items: list[tuple[dict, dict, Path | None]]) -> Path:
-    """Write per-patch JSONs (and copy patch PNGs) under dest/<split>/ and the index dest/GeoPixelD_<split>.json."""
-    from pipeline.contracts.imageio import atomic_write_bytes
-
-    folder = dest / split
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, per_patch, png in items:
-        stem = Path(index["polygons"]).stem
-        atomic_write_bytes(folder / f"{stem}.json", json.dumps(per_patch).encode())
-        if png is not None and png.exists():
-            shutil.copyfile(png, folder / f"{stem}.png")
-    path = dest / f"GeoPixelD_{split}.json"
-    atomic_write_bytes(path, json.dumps([i for i, _, _ in items], indent=4).encode())
-    return path

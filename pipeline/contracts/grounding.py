@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pipeline.contracts.gcg_schema import Phrase, Tier
 from pipeline.contracts.records import PatchPlan
 
-PHRASE = re.compile(r"<p>\s*(?P<text>.*?)\s*</p>\s*\[SEG\]", re.S)
+PHRASE_RE = re.compile(r"<p>\s*(?P<text>.*?)\s*</p>\s*\[SEG\]", re.S)
 _MARKUP = re.compile(r"</?p>|\[SEG\]")
 
 
@@ -20,25 +21,16 @@ class Target:
     """What a tag stands for: one instance, or the union of a group."""
 
     tag: str
-    kind: str  # "instance" | "group"
+    tier: Tier
     category: str
     object_ids: tuple[int, ...]
     rle: dict
 
 
 @dataclass
-class Phrase:
-    tag: str
-    start: int  # character span of the phrase text inside the description
-    end: int
-    kind: str
-    category: str
-    object_ids: list[int]
-    rle: dict
-
-
-@dataclass
 class Grounding:
+    """The phrases of a description, resolved to their targets (the record's `Phrase`s)."""
+
     phrases: list[Phrase] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # why the description cannot be kept as it is
     missing: list[str] = field(default_factory=list)  # planned tags the description does not contain
@@ -59,7 +51,7 @@ def ground(description: str, targets: dict[str, Target]) -> Grounding:
     """Resolve every phrase; errors for unknown, duplicated or malformed tags; missing tags listed apart."""
     res = Grounding()
     seen: set[str] = set()
-    for m in PHRASE.finditer(description):
+    for m in PHRASE_RE.finditer(description):
         tag = m["text"]
         if tag not in targets:
             res.errors.append(f"phrase {tag!r} is not a planned tag")
@@ -69,8 +61,8 @@ def ground(description: str, targets: dict[str, Target]) -> Grounding:
             continue
         seen.add(tag)
         t = targets[tag]
-        res.phrases.append(Phrase(tag, m.start("text"), m.end("text"), t.kind, t.category, list(t.object_ids), t.rle))
-    leftover = _MARKUP.findall(PHRASE.sub("", description))
+        res.phrases.append(Phrase(tag, m.start("text"), m.end("text"), t.tier, t.category, list(t.object_ids), t.rle))
+    leftover = _MARKUP.findall(PHRASE_RE.sub("", description))
     if leftover:
         res.errors.append(f"unbalanced grounding markup: {' '.join(leftover[:5])}")
     res.missing = [t for t in targets if t not in seen]
@@ -79,5 +71,5 @@ def ground(description: str, targets: dict[str, Target]) -> Grounding:
 
 def strip_tags(description: str) -> str:
     """The caption without grounding markup (for caption metrics): `<p> tennis court-1 </p> [SEG]` -> `tennis court`."""
-    text = PHRASE.sub(lambda m: re.sub(r"-\d+$", "", m["text"]), description)
+    text = PHRASE_RE.sub(lambda m: re.sub(r"-\d+$", "", m["text"]), description)
     return re.sub(r"\s+([,.;:])", r"\1", re.sub(r"\s+", " ", text)).strip()

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.contracts.imageio import resolve_inside
-from pipeline.contracts.shards import read_manifest
+from pipeline.contracts.fileio import resolve_inside
+from pipeline.contracts.shards import RecordsNotReady, read_manifest, require_complete
 
 _SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -44,37 +44,22 @@ def split_dir(out: Path, split: str) -> Path:
     return resolve_inside(Path(out), check_split(split))
 
 
-def plans_dir(out: Path, split: str) -> Path:
-    return split_dir(out, split) / "plans"
+def _under(*parts: str):
+    """A function (out, split) -> OUT/<split>/<parts...>."""
+    def path(out: Path, split: str) -> Path:
+        return split_dir(out, split).joinpath(*parts)
+    path.__doc__ = f"OUT/<split>/{'/'.join(parts)}"
+    return path
 
 
-def records_dir(out: Path, split: str) -> Path:
-    return split_dir(out, split) / "records"
-
-
-def curated_dir(out: Path, split: str) -> Path:
-    """The curated shards: the same GCG schema as records, decisions applied."""
-    return split_dir(out, split) / "curated"
-
-
-def curation_dir(out: Path, split: str) -> Path:
-    return split_dir(out, split) / "curation"
-
-
-def exports_dir(out: Path, split: str) -> Path:
-    return curation_dir(out, split) / "exports"
-
-
-def ledger_dir(out: Path, split: str) -> Path:
-    return curation_dir(out, split) / "ledger"
-
-
-def quarantine_file(out: Path, split: str) -> Path:
-    return split_dir(out, split) / "quarantine.jsonl"
-
-
-def reply_cache_file(out: Path, split: str) -> Path:
-    return split_dir(out, split) / "lmm_cache.sqlite"
+plans_dir = _under("plans")
+records_dir = _under("records")
+curated_dir = _under("curated")  # the same GCG schema as records, decisions applied
+curation_dir = _under("curation")
+exports_dir = _under("curation", "exports")
+ledger_dir = _under("curation", "ledger")
+quarantine_file = _under("quarantine.jsonl")
+reply_cache_file = _under("lmm_cache.sqlite")
 
 
 def patch_image(patch_id: str) -> str:
@@ -107,3 +92,9 @@ def records_source(out: Path, split: str) -> Path:
     if m and m.get("complete"):
         return curated
     return records_dir(out, split)
+
+
+def drafted_records(out: Path, split: str) -> tuple[Path, dict]:
+    """(records folder, its manifest) of a split whose drafting finished, else RecordsNotReady."""
+    folder = records_dir(out, split)
+    return folder, require_complete(folder, RecordsNotReady, f"run `geopixeld draft` for split {split!r} first")

@@ -1,7 +1,8 @@
 """Parquet shards written atomically, and the manifest that makes a rerun skip finished shards.
 
 A shard is written to a temporary file, fsynced and renamed; only then is it added to the manifest (itself
-replaced atomically). A shard is finished when the manifest lists it and its checksum matches the file.
+replaced atomically). A shard is finished when the manifest lists it, from the same source, and its checksum
+matches the file (`ShardManifest`, the one resume mechanism of every stage).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contracts.imageio import atomic_write_bytes
+from pipeline.contracts.fileio import atomic_write_bytes
 
 MANIFEST = "_manifest.json"  # leading underscore: pyarrow and pandas skip it when reading the folder
 
@@ -50,31 +51,29 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
-def finished(folder: Path, manifest: dict | None, shard: str) -> bool:
-    """True when the shard is in the manifest and the file on disk is exactly what was recorded."""
-    if not manifest or shard not in manifest.get("shards", {}):
-        return False
-    path = folder / shard
-    return path.is_file() and sha256_file(path) == manifest["shards"][shard]["sha256"]
-
-
 class NotReady(ValueError):
     """A stage's input is missing or unfinished (the stage before it has not run to the end)."""
+
+    what = "shards"
 
 
 class PlansNotReady(NotReady):
     """A split's plans are missing or unfinished."""
 
+    what = "plans"
+
 
 class RecordsNotReady(NotReady):
     """A split's records (drafted or curated) are missing or unfinished."""
+
+    what = "records"
 
 
 def require_complete(folder: Path, error: type[NotReady], hint: str) -> dict:
     """The manifest of a finished folder, else `error` naming the folder and what to run (`hint`)."""
     m = read_manifest(Path(folder))
     if not m or not m.get("complete"):
-        raise error(f"{folder}: not finished; {hint}")
+        raise error(f"{folder}: no finished {error.what}; {hint}")
     return m
 
 
@@ -92,8 +91,10 @@ class ShardManifest:
     finished. `complete` is set when the stage has recorded every shard it meant to write.
     """
 
-    def __init__(self, folder: Path, data: dict):
+    def __init__(self, folder: Path, data: dict, shards: dict | None = None):
+        """`shards`: the entries dict when it is not `data["shards"]` (the dataset keeps one per split)."""
         self.folder, self.data = Path(folder), data
+        self._shards = shards
 
     @classmethod
     def open(cls, folder: Path, kind: str, identity: dict, *, on_mismatch: str = "raise", remove: str | None = None,
@@ -124,14 +125,15 @@ class ShardManifest:
 
     @property
     def shards(self) -> dict:
-        return self.data["shards"]
+        return self.data["shards"] if self._shards is None else self._shards
 
     def finished(self, name: str, source=None) -> bool:
         """Recorded from this `source` (when given) and the file on disk is exactly what was recorded."""
         entry = self.shards.get(name)
         if not entry or (source is not None and entry.get("source") != source):
             return False
-        return finished(self.folder, self.data, name)
+        path = self.folder / name
+        return path.is_file() and sha256_file(path) == entry["sha256"]
 
     def record(self, name: str, entry: dict) -> None:
         """Add a written shard (its entry holds `sha256`); the manifest is replaced atomically."""

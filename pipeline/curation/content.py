@@ -1,5 +1,5 @@
 """What a curator sees and changes in one record, as pure functions: content hashes, the description cut into
-sentences (the unit a phrase's edit replaces), edit checks, and applying resolved decisions to a GCG row.
+sentences (the unit a phrase's edit replaces), edit checks, and applying resolved decisions to a GCG record.
 
 A phrase's edit replaces the sentence that holds it; the `<p> tag </p> [SEG]` markup of every phrase of that
 sentence stays. A rejected phrase loses its sentence when every phrase of the sentence is rejected, else only
@@ -13,10 +13,11 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from pipeline.contracts.grounding import PHRASE, Target, ground
+from pipeline.contracts.gcg_schema import GEOREF_COLUMNS, Dropped, GCGRecord
+from pipeline.contracts.grounding import PHRASE_RE, Target, ground
 
 REJECTED = "rejected by curator"
 REMOVED = "rejected by curator (removed by another curator's edit)"
@@ -25,9 +26,17 @@ _MARKUP = re.compile(r"</?p>|\[SEG\]")
 _SPACE = re.compile(r"\s+")
 
 
-def content_hash(record: dict) -> str:
-    """sha256 of everything a curator decides on: the whole drafted row except its curation status."""
-    body = {k: v for k, v in record.items() if k != "curation_status"}
+def content_hash(record: GCGRecord) -> str:
+    """sha256 of everything a curator decides on: the whole drafted row except its curation status.
+
+    The hash is stored in exports and the ledger, so it keeps the row layout it was defined on (GCG schema 2:
+    phrases' `kind`, no georeference, which is the plan's and no curator's): decisions made on records of
+    schema 2 still hold on the same content drafted again as schema 3."""
+    body = record.to_row()
+    for k in ("curation_status", *GEOREF_COLUMNS):
+        del body[k]
+    body["schema_version"] = 2
+    body["phrases"] = [{("kind" if k == "tier" else k): v for k, v in p.items()} for p in body["phrases"]]
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -44,7 +53,7 @@ class Segment:
 
 def segments(description: str) -> list[Segment]:
     """Cut a description into sentences (never inside phrase markup); joining text + sep gives it back."""
-    spans = [(m.start(), m.end(), m["text"]) for m in PHRASE.finditer(description)]
+    spans = [(m.start(), m.end(), m["text"]) for m in PHRASE_RE.finditer(description)]
     out, pos = [], 0
 
     def cut(end: int, sep: str) -> Segment:
@@ -74,8 +83,8 @@ def check_edit(text: str, segment_tags: tuple[str, ...], keep: set[str], tag: st
 
     `keep`: tags of the sentence that must still be grounded in it (those not rejected); `tag`: the phrase edited.
     """
-    found = [m["text"] for m in PHRASE.finditer(text)]
-    leftover = _MARKUP.findall(PHRASE.sub("", text)) + [x for t in found for x in _MARKUP.findall(t)]
+    found = [m["text"] for m in PHRASE_RE.finditer(text)]
+    leftover = _MARKUP.findall(PHRASE_RE.sub("", text)) + [x for t in found for x in _MARKUP.findall(t)]
     if leftover:
         return f"unbalanced grounding markup {' '.join(leftover[:3])!r}; every phrase is `<p> tag </p> [SEG]`"
     if not text.strip():
@@ -122,19 +131,17 @@ def _unground(text: str, tags: set[str]) -> str:
     """`<p> tennis court-1 </p> [SEG]` -> `tennis court` for the given tags (the words stay, the mask link goes)."""
     if not tags:
         return text
-    return PHRASE.sub(lambda m: re.sub(r"-\d+$", "", m["text"]) if m["text"] in tags else m[0], text)
+    return PHRASE_RE.sub(lambda m: re.sub(r"-\d+$", "", m["text"]) if m["text"] in tags else m[0], text)
 
 
-def apply(record: dict, res: Resolution) -> tuple[dict, Counter]:
-    """The curated row (a new dict, same GCG columns) and its phrase counts (accepted, edited, rejected)."""
-    out = dict(record)
+def apply(record: GCGRecord, res: Resolution) -> tuple[GCGRecord, Counter]:
+    """The curated record (a new one) and its phrase counts (accepted, edited, rejected)."""
     counts: Counter = Counter()
     status = "pending" if res.needs_look or res.patch is None else STATUS[res.patch.decision]
-    out["curation_status"] = status
-    desc = record["description"]
-    if record["status"] != "ok" or desc is None:
-        return out, counts
-    phrases = {p["tag"]: p for p in record["phrases"]}
+    desc = record.description
+    if record.status != "ok" or desc is None:
+        return replace(record, curation_status=status), counts
+    phrases = {p.tag: p for p in record.phrases}
     decided = {t: d for t, d in res.phrases.items() if t in phrases}
     rejected = {t for t, d in decided.items() if d.decision == "reject"}
     parts = []
@@ -145,16 +152,14 @@ def apply(record: dict, res: Resolution) -> tuple[dict, Counter]:
             continue
         parts.append(_unground(text, rejected & set(seg.tags)) + seg.sep)
     new = "".join(parts).strip()
-    targets = {t: Target(t, p["kind"], p["category"], tuple(p["object_ids"]), p["rle"]) for t, p in phrases.items()}
+    targets = {t: Target(t, p.tier, p.category, tuple(p.object_ids), p.rle) for t, p in phrases.items()}
     g = ground(new, targets)
     if not g.ok:
-        raise CurationError(f"patch {record['patch_id']!r}: the curated description does not ground: {'; '.join(g.errors)}")
+        raise CurationError(f"patch {record.patch_id!r}: the curated description does not ground: {'; '.join(g.errors)}")
     removed = [t for t in g.missing if t not in rejected]  # an edit by one curator dropped a phrase another kept
-    out["description"] = new
-    out["phrases"] = [dict(p.__dict__) for p in g.phrases]
-    out["dropped"] = list(record["dropped"] or []) + [
-        {"tag": p["tag"], "reason": REJECTED if p["tag"] in rejected else REMOVED}
-        for p in record["phrases"] if p["tag"] in rejected or p["tag"] in removed]
+    out = replace(record, curation_status=status, description=new, phrases=g.phrases, dropped=list(record.dropped) + [
+        Dropped(p.tag, REJECTED if p.tag in rejected else REMOVED)
+        for p in record.phrases if p.tag in rejected or p.tag in removed])
     if status == "rejected":
         return out, counts
     for t in phrases:

@@ -18,13 +18,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contracts.gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION
-from pipeline.contracts.imageio import atomic_write_bytes
-from pipeline.contracts.shards import finished, read_manifest, write_manifest
+from pipeline.contracts.gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION, records_from_table, records_to_table
+from pipeline.contracts.fileio import atomic_write_bytes
+from pipeline.contracts.shards import RecordsNotReady, ShardManifest, read_manifest, write_manifest
 from pipeline.curation import ledger
 from pipeline.curation.content import CurationError, apply, content_hash
-from pipeline.curation.export import RecordsNotReady, finished_records
-from pipeline.contracts.layout import curated_dir
+from pipeline.contracts.layout import curated_dir, drafted_records
 from pipeline.curation.policies import POLICIES, Conflict, resolve
 
 DEFAULT_POLICY = "latest"
@@ -90,10 +89,10 @@ def stored_policy(out: Path, split: str) -> str:
 
 
 def _walk(out: Path, split: str, policy: str, on_shard) -> Computation:
-    """Apply the ledger to every record shard; `on_shard(name, rows, source_sha)` receives each curated shard."""
+    """Apply the ledger to every record shard; `on_shard(name, records, source_sha)` receives each curated shard."""
     if policy not in POLICIES:
         raise ValueError(f"curation policy must be one of {', '.join(POLICIES)}, not {policy!r}")
-    rec_dir, rec_manifest = finished_records(out, split)
+    rec_dir, rec_manifest = drafted_records(out, split)
     rows, ledger_shas = ledger.read(out, split)
     by_patch: dict[str, list[dict]] = {}
     for r in rows:
@@ -104,8 +103,8 @@ def _walk(out: Path, split: str, policy: str, on_shard) -> Computation:
     seen = set()
     for name in sorted(rec_manifest["shards"]):
         curated = []
-        for rec in pq.read_table(rec_dir / name).to_pylist():
-            pid = rec["patch_id"]
+        for rec in records_from_table(pq.read_table(rec_dir / name)):
+            pid = rec.patch_id
             seen.add(pid)
             h = content_hash(rec)
             mine = [r for r in by_patch.get(pid, []) if r["content_sha256"] == h]
@@ -117,10 +116,10 @@ def _walk(out: Path, split: str, policy: str, on_shard) -> Computation:
                 raise CurationError(f"{rec_dir / name}: {exc}") from exc
             curated.append(new)
             c.conflicts += conflicts
-            c.statuses[pid] = new["curation_status"]
-            if rec["status"] == "ok":
+            c.statuses[pid] = new.curation_status
+            if rec.status == "ok":
                 counts["patches"] += 1
-                counts[new["curation_status"]] += 1
+                counts[new.curation_status] += 1
                 counts["needs_look"] += res.needs_look
                 counts.update(phrase_counts)
         on_shard(name, curated, rec_manifest["shards"][name]["sha256"])
@@ -140,9 +139,9 @@ def compute(out: Path, split: str, policy: str | None = None, tables: dict | Non
     """The curation of a split as it stands, without writing anything (`tables`, when given, receives the shards)."""
     policy = policy or stored_policy(out, split)
 
-    def keep(name, rows, _sha):
+    def keep(name, records, _sha):
         if tables is not None:
-            tables[name] = pa.Table.from_pylist(rows, schema=GCG_SCHEMA)
+            tables[name] = records_to_table(records)
 
     return _walk(Path(out), split, policy, keep)
 
@@ -156,15 +155,15 @@ def rebuild(out: Path, split: str, policy: str | None = None) -> Computation:
     old = read_manifest(folder) or {}
     entries, counters = {}, Counter()
 
-    def write(name, rows, source_sha):
-        data = _parquet_bytes(pa.Table.from_pylist(rows, schema=GCG_SCHEMA))
+    def write(name, records, source_sha):
+        data = _parquet_bytes(records_to_table(records))
         sha = hashlib.sha256(data).hexdigest()
-        if old.get("shards", {}).get(name, {}).get("sha256") == sha and finished(folder, old, name):
+        if old.get("shards", {}).get(name, {}).get("sha256") == sha and ShardManifest(folder, old).finished(name):
             counters["unchanged"] += 1
         else:
             atomic_write_bytes(folder / name, data)
             counters["written"] += 1
-        entries[name] = {"sha256": sha, "rows": len(rows), "records_sha256": source_sha}
+        entries[name] = {"sha256": sha, "rows": len(records), "records_sha256": source_sha}
 
     c = _walk(out, split, policy, write)
     c.written, c.unchanged, c.folder = counters["written"], counters["unchanged"], folder
@@ -183,13 +182,13 @@ def _fresh(out: Path, split: str, policy: str | None) -> dict | None:
     m = read_manifest(curated_dir(out, split))
     if not m or not m.get("complete"):
         return None
-    _, rec_manifest = finished_records(out, split)
+    _, rec_manifest = drafted_records(out, split)
     now = {"records": {n: e["sha256"] for n, e in sorted(rec_manifest["shards"].items())},
            "ledger": ledger.shards(out, split)}
     if m.get("sources") != now or (policy and policy != m.get("policy")):
         return None
     folder = curated_dir(out, split)
-    if not all(finished(folder, m, n) for n in m["shards"]):
+    if not all(ShardManifest(folder, m).finished(n) for n in m["shards"]):
         return None
     return m
 

@@ -19,18 +19,16 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import __version__ as _version
-from pipeline.contracts.imageio import UnsafePath, atomic_write_bytes, resolve_inside
-from pipeline.contracts.shards import read_manifest, sha256_file
+from pipeline.contracts.gcg_schema import GCGRecord, records_from_table
+from pipeline.contracts.fileio import UnsafePath, atomic_write_bytes, resolve_inside
+from pipeline.contracts.shards import RecordsNotReady, sha256_file
 from pipeline.curation.content import content_hash
-from pipeline.contracts.layout import exports_dir, records_dir, split_dir
+from pipeline.contracts.layout import drafted_records, exports_dir, split_dir
 from pipeline.curation.render import PatchView, render_index, render_sheet
 
 EXPORT_FORMAT = "geopixeld-curation-export"
 GENERATOR = f"geopixeld {_version}"
 
-
-class RecordsNotReady(ValueError):
-    """The split has no finished drafted records to curate."""
 
 
 class ExportFilter(BaseModel):
@@ -75,49 +73,41 @@ class ExportResult:
         return "\n".join(lines)
 
 
-def _image(split_root: Path, record: dict, settings: SheetSettings) -> tuple[str, bytes] | None:
-    if not record["image_path"]:
+def _image(split_root: Path, record: GCGRecord, settings: SheetSettings) -> tuple[str, bytes] | None:
+    if not record.image_path:
         return None
     try:
-        path = resolve_inside(split_root, record["image_path"])
+        path = resolve_inside(split_root, record.image_path)
     except UnsafePath as exc:
-        raise RecordsNotReady(f"record {record['patch_id']!r}: {exc}") from exc
+        raise RecordsNotReady(f"record {record.patch_id!r}: {exc}") from exc
     if not path.is_file():
-        raise RecordsNotReady(f"{path}: patch image of record {record['patch_id']!r} is missing")
+        raise RecordsNotReady(f"{path}: patch image of record {record.patch_id!r} is missing")
     if settings.image_format == "png" and path.suffix.lower() == ".png":
         return "image/png", path.read_bytes()
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise RecordsNotReady(f"{path}: patch image of record {record['patch_id']!r} cannot be decoded")
+        raise RecordsNotReady(f"{path}: patch image of record {record.patch_id!r} cannot be decoded")
     if settings.image_format == "png":
         ok, buf = cv2.imencode(".png", img)
         return "image/png", buf.tobytes()
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
     if not ok:
-        raise RecordsNotReady(f"{path}: JPEG encoding failed for record {record['patch_id']!r}")
+        raise RecordsNotReady(f"{path}: JPEG encoding failed for record {record.patch_id!r}")
     return "image/jpeg", buf.tobytes()
 
 
-def finished_records(out: Path, split: str) -> tuple[Path, dict]:
-    rec_dir = records_dir(out, split)
-    m = read_manifest(rec_dir)
-    if not m or not m.get("complete"):
-        raise RecordsNotReady(f"{rec_dir}: no finished records; run `geopixeld draft` for split {split!r} first")
-    return rec_dir, m
-
-
-def select(records: list[dict], flt: ExportFilter, decided: set[str]) -> list[dict]:
+def select(records: list[GCGRecord], flt: ExportFilter, decided: set[str]) -> list[GCGRecord]:
     """The records a filter keeps, in record order (pure)."""
     wanted = set(flt.patch_ids)
     out = []
     for r in records:
-        if flt.status != "any" and r["status"] != flt.status:
+        if flt.status != "any" and r.status != flt.status:
             continue
-        if flt.drafter != "any" and (r["provenance"] or {}).get("drafter") != flt.drafter:
+        if flt.drafter != "any" and (r.provenance.drafter if r.provenance else None) != flt.drafter:
             continue
-        if flt.undecided and r["patch_id"] in decided:
+        if flt.undecided and r.patch_id in decided:
             continue
-        if wanted and r["patch_id"] not in wanted:
+        if wanted and r.patch_id not in wanted:
             continue
         out.append(r)
     return out[: flt.limit] if flt.limit else out
@@ -130,23 +120,23 @@ def export_sheets(out: Path, split: str, flt: ExportFilter | None = None, settin
 
     flt, settings = flt or ExportFilter(), settings or SheetSettings()
     out = Path(out)
-    rec_dir, rec_manifest = finished_records(out, split)
+    rec_dir, rec_manifest = drafted_records(out, split)
     decided = set()
     if flt.undecided:
         decided = {pid for pid, s in compute(out, split, policy).statuses.items() if s != "pending"}
-    chosen: list[tuple[str, dict]] = []
+    chosen: list[tuple[str, GCGRecord]] = []
     for name in sorted(rec_manifest["shards"]):
-        recs = pq.read_table(rec_dir / name).to_pylist()
+        recs = records_from_table(pq.read_table(rec_dir / name))
         chosen += [(name, r) for r in select(recs, flt, decided)]
     if flt.limit:
         chosen = chosen[: flt.limit]
-    unknown = set(flt.patch_ids) - {r["patch_id"] for _, r in chosen}
+    unknown = set(flt.patch_ids) - {r.patch_id for _, r in chosen}
     if unknown and not flt.limit:
         raise RecordsNotReady(f"{rec_dir}: no record (matching the filter) for patch(es) {', '.join(sorted(unknown)[:5])}")
     if not chosen:
         return ExportResult(split, None, None)
-    hashes = {r["patch_id"]: content_hash(r) for _, r in chosen}
-    key = json.dumps({"split": split, "settings": settings.model_dump(), "patches": [[r["patch_id"], hashes[r["patch_id"]]]
+    hashes = {r.patch_id: content_hash(r) for _, r in chosen}
+    key = json.dumps({"split": split, "settings": settings.model_dump(), "patches": [[r.patch_id, hashes[r.patch_id]]
                                                                                         for _, r in chosen]})
     export_id = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = exports_dir(out, split) / export_id
@@ -159,16 +149,16 @@ def export_sheets(out: Path, split: str, flt: ExportFilter | None = None, settin
     sheets, patches = [], {}
     for no, chunk in enumerate(chunks):
         sheet_id, file = f"{export_id}-{no:05d}", f"sheet-{no:05d}.html"
-        views = [PatchView(r, hashes[r["patch_id"]], _image(split_root, r, settings), plans.get(r["patch_id"], []))
+        views = [PatchView(r, hashes[r.patch_id], _image(split_root, r, settings), plans.get(r.patch_id, []))
                  for _, r in chunk]
         html = render_sheet(views, export_id=export_id, sheet_id=sheet_id, sheet_file=file, split=split, sheet_no=no,
                             sheets=len(chunks), generator=GENERATOR).encode()
         atomic_write_bytes(folder / file, html)
         sheets.append({"sheet_id": sheet_id, "file": file, "sha256": hashlib.sha256(html).hexdigest(),
-                       "patches": [r["patch_id"] for _, r in chunk]})
+                       "patches": [r.patch_id for _, r in chunk]})
         for name, r in chunk:
-            patches[r["patch_id"]] = {"sheet_id": sheet_id, "content_sha256": hashes[r["patch_id"]], "records_shard": name,
-                                      "tags": [p["tag"] for p in r["phrases"]]}
+            patches[r.patch_id] = {"sheet_id": sheet_id, "content_sha256": hashes[r.patch_id], "records_shard": name,
+                                   "tags": [p.tag for p in r.phrases]}
     atomic_write_bytes(folder / "index.html", render_index(split, export_id, sheets).encode())
     manifest = {"kind": EXPORT_FORMAT, "version": 1, "export_id": export_id, "split": split, "generator": GENERATOR,
                 "filter": flt.model_dump(), "settings": settings.model_dump(),

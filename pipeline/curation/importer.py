@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.contracts.gcg_schema import GCGRecord, records_from_table
 from pipeline.contracts.shards import read_manifest
 from pipeline.curation import ledger
 from pipeline.curation.content import check_edit, content_hash, normalize_text, segments
@@ -50,11 +51,11 @@ class _Records:
     def __init__(self, out: Path, split: str):
         self.dir, self.loaded, self.rows = records_dir(out, split), set(), {}
 
-    def get(self, shard: str, patch_id: str) -> dict | None:
+    def get(self, shard: str, patch_id: str) -> GCGRecord | None:
         if shard not in self.loaded:
             path = self.dir / shard
             if path.is_file():
-                self.rows.update({r["patch_id"]: r for r in pq.read_table(path).to_pylist()})
+                self.rows.update({r.patch_id: r for r in records_from_table(pq.read_table(path))})
             self.loaded.add(shard)
         return self.rows.get(patch_id)
 
@@ -91,7 +92,7 @@ def _check(path: Path, df: DecisionFile, out: Path, records: _Records) -> None:
                 raise DecisionFileError(f"{where}: phrase {d.tag!r} is not a phrase of this patch")
             if d.decision != "edit":
                 continue
-            seg = next(s for s in segments(rec["description"]) if d.tag in s.tags)
+            seg = next(s for s in segments(rec.description) if d.tag in s.tags)
             why = check_edit(normalize_text(d.text), seg.tags, set(seg.tags) - rejected, d.tag)
             if why:
                 raise DecisionFileError(f"{where}, phrase {d.tag!r}: the edited text does not ground: {why}")

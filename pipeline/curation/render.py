@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from pipeline.contracts import masks
-from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.gcg_schema import GCGRecord
+from pipeline.contracts.grounding import PHRASE_RE
 from pipeline.curation.content import segments
 
 SHEET_FORMAT = "geopixeld-curation-sheet"
@@ -57,7 +58,7 @@ def mask_path(rle: dict) -> str:
 class PatchView:
     """Everything one patch of a sheet shows (built by the export from a record and its plan)."""
 
-    record: dict
+    record: GCGRecord
     content_sha256: str
     image: tuple[str, bytes] | None  # (mime type, bytes)
     marks: list[dict] = field(default_factory=list)
@@ -69,7 +70,7 @@ def _e(text) -> str:
 
 def _segment_html(text: str, index: dict[str, int]) -> str:
     out, pos = [], 0
-    for m in PHRASE.finditer(text):
+    for m in PHRASE_RE.finditer(text):
         out.append(_e(text[pos : m.start()]))
         i = index.get(m["text"])
         out.append(f'<mark class="ph c{i}" data-i="{i}" tabindex="0">{_e(m["text"])}</mark>' if i is not None else _e(m[0]))
@@ -80,19 +81,19 @@ def _segment_html(text: str, index: dict[str, int]) -> str:
 
 def _figure(v: PatchView) -> str:
     r = v.record
-    w, h = int(r["width"]), int(r["height"])
-    parts = [f'<svg class="fig" viewBox="0 0 {w} {h}" role="img" aria-label="patch {_e(r["patch_id"])} with its masks">']
+    w, h = int(r.width), int(r.height)
+    parts = [f'<svg class="fig" viewBox="0 0 {w} {h}" role="img" aria-label="patch {_e(r.patch_id)} with its masks">']
     if v.image:
         mime, data = v.image
         parts.append(f'<image href="data:{mime};base64,{base64.b64encode(data).decode()}" x="0" y="0" width="{w}" '
                      f'height="{h}" preserveAspectRatio="none"/>')
     else:
         parts.append(f'<rect width="{w}" height="{h}" fill="#444"/><text x="12" y="28" fill="#fff">no patch image</text>')
-    order = sorted(range(len(r["phrases"])), key=lambda i: -masks.area(r["phrases"][i]["rle"]))  # small masks on top
+    order = sorted(range(len(r.phrases)), key=lambda i: -masks.area(r.phrases[i].rle))  # small masks on top
     parts.append('<g class="masks">')
     for i in order:
-        parts.append(f'<path class="mask c{i}" data-i="{i}" fill-rule="evenodd" d="{mask_path(r["phrases"][i]["rle"])}">'
-                     f'<title>{_e(r["phrases"][i]["tag"])}</title></path>')
+        parts.append(f'<path class="mask c{i}" data-i="{i}" fill-rule="evenodd" d="{mask_path(r.phrases[i].rle)}">'
+                     f'<title>{_e(r.phrases[i].tag)}</title></path>')
     parts.append("</g>")
     parts.append(f'<g class="grid"><path d="M{w / 3:.1f} 0V{h}M{2 * w / 3:.1f} 0V{h}M0 {h / 3:.1f}H{w}M0 {2 * h / 3:.1f}H{w}"/></g>')
     parts.append('<g class="marks">')
@@ -108,27 +109,27 @@ def _figure(v: PatchView) -> str:
 
 def _patch_html(k: int, n: int, v: PatchView) -> tuple[str, dict]:
     r = v.record
-    pid = r["patch_id"]
-    drafter = (r.get("provenance") or {}).get("drafter") or "?"
-    data = {"id": pid, "hash": v.content_sha256, "ok": r["status"] == "ok", "phrases": [], "segs": []}
+    pid = r.patch_id
+    drafter = (r.provenance.drafter if r.provenance else None) or "?"
+    data = {"id": pid, "hash": v.content_sha256, "ok": r.status == "ok", "phrases": [], "segs": []}
     head = (f'<h2 id="h-{k}"><span>{k + 1}/{n}</span> <span class="pid">{_e(pid)}</span> '
-            f'<span class="meta">{_e(drafter)} drafter · {_e(r["status"])} · {len(r["phrases"])} phrases</span> '
+            f'<span class="meta">{_e(drafter)} drafter · {_e(r.status)} · {len(r.phrases)} phrases</span> '
             f'<span class="pstate" aria-live="polite">undecided</span></h2>')
     side = []
-    if r["status"] == "ok" and r["description"] is not None:
-        index = {p["tag"]: i for i, p in enumerate(r["phrases"])}
-        segs = segments(r["description"])
+    if r.status == "ok" and r.description is not None:
+        index = {p.tag: i for i, p in enumerate(r.phrases)}
+        segs = segments(r.description)
         seg_of = {t: j for j, s in enumerate(segs) for t in s.tags}
-        data["segs"] = [{"text": r["description"][s.start : s.end], "tags": list(s.tags)} for s in segs]
-        data["phrases"] = [{"tag": p["tag"], "seg": seg_of[p["tag"]]} for p in r["phrases"]]
+        data["segs"] = [{"text": r.description[s.start : s.end], "tags": list(s.tags)} for s in segs]
+        data["phrases"] = [{"tag": p.tag, "seg": seg_of[p.tag]} for p in r.phrases]
         side.append('<p class="desc">' + "".join(
-            f'<span class="seg" data-s="{j}">{_segment_html(r["description"][s.start : s.end], index)}</span>{_e(s.sep)}'
+            f'<span class="seg" data-s="{j}">{_segment_html(r.description[s.start : s.end], index)}</span>{_e(s.sep)}'
             for j, s in enumerate(segs)) + "</p>")
         side.append('<ol class="phrases">')
-        for i, p in enumerate(r["phrases"]):
+        for i, p in enumerate(r.phrases):
             side.append(
-                f'<li class="prow" data-i="{i}" tabindex="-1"><span class="chip c{i}">{_e(p["tag"])} '
-                f'<span class="kind">{_e(p["kind"])}</span></span><span class="state"></span><span class="acts">'
+                f'<li class="prow" data-i="{i}" tabindex="-1"><span class="chip c{i}">{_e(p.tag)} '
+                f'<span class="kind">{_e(p.tier)}</span></span><span class="state"></span><span class="acts">'
                 '<button type="button" data-act="accept">Accept <kbd>a</kbd></button>'
                 '<button type="button" data-act="reject">Reject <kbd>r</kbd></button>'
                 '<button type="button" data-act="edit">Edit <kbd>e</kbd></button>'
@@ -139,8 +140,8 @@ def _patch_html(k: int, n: int, v: PatchView) -> tuple[str, dict]:
                 "</div></li>")
         side.append("</ol>")
     else:
-        side.append(f'<p class="failed">Failed grounding: {_e(r["error"])}</p>')
-        drafts = [("holistic", r["holistic"])] + [(t["tag"], t["text"]) for t in (r["instance_texts"] or []) + (r["group_texts"] or [])]
+        side.append(f'<p class="failed">Failed grounding: {_e(r.error)}</p>')
+        drafts = [("holistic", r.holistic)] + [(t.tag, t.text) for t in r.instance_texts + r.group_texts]
         side.append('<ul class="drafts">' + "".join(f"<li><b>{_e(t)}</b>: {_e(x)}</li>" for t, x in drafts if x) + "</ul>")
     side.append(
         '<div class="pctl"><button type="button" data-act="paccept">Accept patch <kbd>A</kbd></button>'
@@ -173,7 +174,7 @@ def render_sheet(views: list[PatchView], *, export_id: str, sheet_id: str, sheet
                  sheets: int, generator: str) -> str:
     """The sheet's HTML (a pure function of its inputs: the same patches give the same bytes)."""
     n = len(views)
-    n_colours = max([len(v.record["phrases"]) for v in views] + [1])
+    n_colours = max([len(v.record.phrases) for v in views] + [1])
     css = _asset("sheet.css") + "".join(f".c{i}{{--c:{colour(i)}}}" for i in range(n_colours)) + "\n"
     js = _asset("sheet.js")
     if "</script" in js.lower() or "</style" in css.lower():

@@ -19,14 +19,17 @@ import re
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from annotations.lmm_requests import (Ask, assembled, group_ask, holistic_ask, instance_ask, instance_batch_ask,
-                                      merge_ask)
+from annotations.ask import Ask
+from annotations.group import group_ask
+from annotations.holistic import holistic_ask
+from annotations.instance import instance_ask, instance_batch_ask
+from annotations.merge import assembled, merge_ask
 import prompts
 
-from pipeline.contracts.gcg_schema import new_record, tier_texts
+from pipeline.contracts.gcg_schema import Dropped, Failure, GCGRecord, Prompt, Provenance, TaggedText, tagged_texts
 from pipeline.contracts.grounding import ground, targets_of
 from pipeline.drafting.reply_cache import ReplyCache, request_key
 from pipeline.drafting.lmm_client import Endpoint, LMMClient, LMMRequestError
@@ -143,7 +146,7 @@ class Drafting:
         for c in self.distinct_clients():
             await c.aclose()
 
-    async def ask(self, ask: Ask, images: dict[str, str], prompts: list[dict] | None = None, round_: int = 0,
+    async def ask(self, ask: Ask, images: dict[str, str], prompts: list[Prompt] | None = None, round_: int = 0,
                   priority: tuple = ()) -> dict:
         """A validated reply for one request (cache first), or ReplyInvalid after the retries.
 
@@ -165,7 +168,7 @@ class Drafting:
             if prompts is not None:
                 if attempt:
                     prompts.pop()
-                prompts.append({"tier": ask.tier, "tag": ask.key, "text": ask.prompt, "request_sha256": key})
+                prompts.append(Prompt(ask.tier, ask.key, ask.prompt, key))
             hit = self.cache.get(key)
             if hit is None:
                 async with self.gates[id(client)].slot(priority):
@@ -189,33 +192,33 @@ def _data_url(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> dict:
-    """One GCG record (dict in GCG_SCHEMA layout) for one plan."""
+async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecord:
+    """One GCG record for one plan."""
     s, t = d.settings, d.templates
     priority = (next(d.patch_numbers),)  # this patch's requests go before those of patches started after it
     images = {"patch": _data_url(split_dir / plan.image_path)}
     if plan.som_path:
         images["som"] = _data_url(split_dir / plan.som_path)
-    failures: list[dict] = []
-    asked: list[list[dict]] = []  # each request's provenance, in the order the requests were made
+    failures: list[Failure] = []
+    asked: list[list[Prompt]] = []  # each request's provenance, in the order the requests were made
 
     def safe(ask: Ask, round_: int = 0):
-        mine: list[dict] = []
+        mine: list[Prompt] = []
         asked.append(mine)
 
         async def go():
             try:
                 return await d.ask(ask, images, mine, round_, priority)
             except ReplyInvalid as exc:
-                failures.append({"tier": ask.tier, "tag": ask.key, "reason": str(exc), "raw": exc.raw[:2000]})
+                failures.append(Failure(ask.tier, ask.key, str(exc), exc.raw[:2000]))
             except LMMRequestError as exc:
-                failures.append({"tier": ask.tier, "tag": ask.key, "reason": str(exc), "raw": ""})
+                failures.append(Failure(ask.tier, ask.key, str(exc), ""))
             return None
         return go()
 
-    def done(record: dict, **fields) -> dict:
-        record.update(fields)
-        record["provenance"]["prompts"] = [p for mine in asked for p in mine]
+    def done(record: GCGRecord, **fields) -> GCGRecord:
+        record = replace(record, **fields)
+        record.provenance.prompts = [p for mine in asked for p in mine]
         return record
 
     instances = sorted(plan.instances, key=lambda o: o.mark)
@@ -235,13 +238,13 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> dict:
     else:
         inst_text = {o.tag: r["sentence"] for o, r in zip(instances, inst_res) if r}
     grp_text = {g.tag: r["sentence"] for g, r in zip(plan.groups, grp_res) if r}
-    dropped = [{"tag": o.tag, "reason": "no valid instance sentence"} for o in instances if o.tag not in inst_text]
-    dropped += [{"tag": g.tag, "reason": "no valid group sentence"} for g in plan.groups if g.tag not in grp_text]
+    dropped = [Dropped(o.tag, "no valid instance sentence") for o in instances if o.tag not in inst_text]
+    dropped += [Dropped(g.tag, "no valid group sentence") for g in plan.groups if g.tag not in grp_text]
 
     record = _record(plan, s, d, inst_text, grp_text, dropped, failures)
     if hol is None:
         return done(record, status="failed", error="no valid holistic description")
-    record["holistic"] = hol["description"]
+    record.holistic = hol["description"]
     tagged = [(tag, inst_text[tag]) for tag in [o.tag for o in instances] if tag in inst_text]
     tagged += [(g.tag, grp_text[g.tag]) for g in plan.groups if g.tag in grp_text]
     keep = {tag for tag, _ in tagged}
@@ -257,15 +260,15 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> dict:
             if g.ok and not g.missing:
                 description, merge = text, "lmm"
                 break
-            failures.append({"tier": "merge", "tag": "", "raw": got["description"][:2000],
-                             "reason": "; ".join(g.errors + [f"lost tag {m!r}" for m in g.missing])})
+            failures.append(Failure("merge", "", "; ".join(g.errors + [f"lost tag {m!r}" for m in g.missing]),
+                                    got["description"][:2000]))
     if description is None:
         description = assembled(hol["description"], tagged)
     g = ground(description, targets)
     if not g.ok or g.missing:  # the assembly always grounds; this guards the invariant, never keeps a bad record
         return done(record, status="failed", error="; ".join(g.errors + g.missing))
-    record["provenance"]["sampling"] = json.dumps({**s.sampling(), "merge": merge})
-    return done(record, description=description, phrases=[p.__dict__ for p in g.phrases], status="ok")
+    record.provenance.sampling = json.dumps({**s.sampling(), "merge": merge})
+    return done(record, description=description, phrases=g.phrases, status="ok")
 
 
 def _with_seg(text: str) -> str:
@@ -273,18 +276,17 @@ def _with_seg(text: str) -> str:
     return re.sub(r"</p>(?!\s*\[SEG\])", "</p> [SEG]", text)
 
 
-def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> dict:
+def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> GCGRecord:
     models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
-    return new_record(
+    return GCGRecord.for_plan(
         plan,
-        {"drafter": "lmm", "drafter_version": DRAFTER_VERSION, "model": ",".join(models),
-         "sampling": json.dumps(s.sampling()),
-         "prompt_hashes": [{"tag": n, "text": tpl.sha256} for n, tpl in d.templates.items()], "prompts": []},
-        instance_texts=tier_texts(inst_text), group_texts=tier_texts(grp_text), dropped=dropped, failures=failures,
+        Provenance("lmm", DRAFTER_VERSION, ",".join(models), json.dumps(s.sampling()),
+                   [TaggedText(n, tpl.sha256) for n, tpl in d.templates.items()]),
+        instance_texts=tagged_texts(inst_text), group_texts=tagged_texts(grp_text), dropped=dropped, failures=failures,
     )
 
 
-async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> list[dict]:
+async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> list[GCGRecord]:
     """Draft many patches concurrently (the client bounds requests in flight); records in the order of `plans`.
 
     Patches with the most instances and groups start first, and each patch's requests go before those of
@@ -296,7 +298,7 @@ async def draft_plans(plans: list[PatchPlan], split_dir: Path, d: Drafting) -> l
     """
     order = sorted(range(len(plans)), key=lambda i: -(len(plans[i].instances) + len(plans[i].groups)))
     drafted = await _all([draft_patch(plans[i], split_dir, d) for i in order])
-    records: list[dict] = [{}] * len(plans)
+    records: list[GCGRecord | None] = [None] * len(plans)
     for i, record in zip(order, drafted):
         records[i] = record
     return records

@@ -7,49 +7,18 @@ COCO-style aerial dataset, categories mapped onto the vocabulary by the config).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.contracts.categories import ISAID, Category, Vocabulary
 from pipeline.contracts.config import SourceConfig
 from pipeline.contracts.quarantine import Quarantine
-from pipeline.contracts.records import SourceImage
+from pipeline.ingest import coco, masks_png, patches
+from pipeline.ingest.source import SourceDataset, SourceError, annotation_file, image_dir, vocabulary_for
 
-
-class SourceError(ValueError):
-    """Input no run can go on without (missing annotation file, unreadable JSON, empty image folder)."""
-
-
-@dataclass
-class SourceDataset:
-    root: Path
-    split: str
-    images: list[SourceImage]
-    vocabulary: Vocabulary
-
-
-def vocabulary_for(cfg: SourceConfig) -> Vocabulary:
-    if not cfg.categories:
-        return ISAID
-    return Vocabulary(
-        [
-            Category(
-                c.id,
-                c.name,
-                c.display or c.name.replace("_", " ").lower(),
-                c.plural or (c.display or c.name.replace("_", " ").lower()) + "s",
-                tuple(c.color),
-                c.tier,
-            )
-            for c in cfg.categories
-        ]
-    )
+__all__ = ["SourceDataset", "SourceError", "open_source", "vocabulary_for"]
 
 
 def open_source(cfg: SourceConfig, quarantine: Quarantine, bounds_tolerance: float = 2.0) -> SourceDataset:
     """Read and check a dataset's index (annotations are parsed, pixels are not decoded)."""
-    from pipeline.ingest import coco, masks_png, patches
-
     root = Path(cfg.root)
     if not root.is_dir():
         raise SourceError(f"{root}: dataset root is not a folder")
@@ -67,15 +36,3 @@ def open_source(cfg: SourceConfig, quarantine: Quarantine, bounds_tolerance: flo
     images = [im for im in images if im.name not in skip and (im.parent or "") not in skip]
     images.sort(key=lambda im: im.name)
     return SourceDataset(root, cfg.split, images, vocab)
-
-
-def annotation_file(cfg: SourceConfig) -> str:
-    if cfg.annotations is not None:
-        return str(cfg.annotations)
-    if cfg.format == "coco":
-        raise SourceError("the coco format needs `annotations` (the COCO JSON, relative to the root)")
-    return f"{cfg.split}/Annotations/iSAID_{cfg.split}.json"
-
-
-def image_dir(cfg: SourceConfig) -> str:
-    return str(cfg.images) if cfg.images is not None else f"{cfg.split}/images"

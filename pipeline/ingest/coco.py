@@ -10,10 +10,10 @@ import numpy as np
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import SourceConfig
 from pipeline.contracts.geometry import GeometryError, parse_coco_polygons
-from pipeline.contracts.imageio import UnsafePath, resolve_inside
+from pipeline.contracts.fileio import UnsafePath, resolve_inside
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import SourceImage, SourceObject
-from pipeline.ingest import SourceError
+from pipeline.ingest.source import SourceError
 
 
 def load_json(path: Path) -> dict:

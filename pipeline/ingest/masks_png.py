@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.contracts.imageio import UnsafePath, resolve_inside
+from pipeline.contracts.fileio import UnsafePath, resolve_inside
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import SourceImage
-from pipeline.ingest import SourceError
+from pipeline.ingest.source import SourceError
 
 ID_SUFFIX = "_instance_id_RGB"
 COLOR_SUFFIX = "_instance_color_RGB"

@@ -13,8 +13,8 @@ from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import SourceConfig
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import SourceImage
-from pipeline.planning.tiling import parse_patch_name
-from pipeline.ingest import annotation_file, image_dir
+from pipeline.contracts.tiling import parse_patch_name
+from pipeline.ingest.source import annotation_file, image_dir
 from pipeline.ingest.coco import read_coco
 from pipeline.ingest.masks_png import attach_masks, image_id_from_name, list_images
 

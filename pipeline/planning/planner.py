@@ -27,7 +27,7 @@ from pipeline.contracts.geometry import GeometryError, clip_to_window, polygons_
 from pipeline.contracts.imageio import read_color_mask, read_id_mask, read_image, write_png
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import Georef, PatchPlan, PlannedObject, SourceImage, Window
-from pipeline.planning.tiling import patch_name, tile_windows
+from pipeline.contracts.tiling import patch_name, tile_windows
 
 
 @dataclass

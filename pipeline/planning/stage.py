@@ -1,5 +1,5 @@
-"""A planning run: read the source, plan its images shard by shard on a process pool, resume where a
-previous run stopped, and report the quarantine at the end."""
+"""The planning stage: read the source, plan its images shard by shard, resume where a previous run stopped,
+and report the quarantine at the end. `prepare_plan` makes the job; `pipeline.driver.run_stage` runs it."""
 
 from __future__ import annotations
 
@@ -8,26 +8,23 @@ import json
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import PlanConfig
-from pipeline.contracts.imageio import atomic_write_bytes, sync_outputs
+from pipeline.contracts.fileio import atomic_write_bytes, sync_outputs
+from pipeline.contracts.layout import plans_dir, quarantine_file, split_dir
 from pipeline.contracts.plan_schema import PLAN_SCHEMA_VERSION, plans_to_table
-from pipeline.planning.planner import plan_image
 from pipeline.contracts.quarantine import Issue, Quarantine, format_report, issues_from_dicts, issues_to_jsonl
-from pipeline.ingest import open_source
 from pipeline.contracts.records import SourceImage
-from pipeline.contracts.shards import finished, read_manifest, write_manifest, write_table
-
-
-class OutputMismatch(ValueError):
-    """The output folder holds a run of another config or input; refuse to mix them."""
+from pipeline.contracts.shards import ShardManifest, write_table
+from pipeline.driver import ProcessPool, run_stage
+from pipeline.ingest import open_source
+from pipeline.planning.planner import plan_image
 
 
 @dataclass
@@ -86,6 +83,12 @@ def plan_shard(k: int, images: list[SourceImage], cfg: PlanConfig, vocab: Vocabu
     return ShardResult(name, [im.name for im in images], len(plans), sha, issues, stats)
 
 
+def plan_batch(batch: list[tuple[int, list[SourceImage]]], cfg: PlanConfig, vocab: Vocabulary,
+               split_dir: Path) -> list[ShardResult]:
+    """The stage's work: plan a batch of shards (each written atomically); the job records them."""
+    return [plan_shard(k, chunk, cfg, vocab, split_dir) for k, chunk in batch]
+
+
 def input_fingerprint(cfg: PlanConfig, images: list[SourceImage]) -> str:
     h = hashlib.sha256(cfg.fingerprint().encode())
     h.update(str(cfg.output.shard_images).encode())
@@ -96,46 +99,42 @@ def input_fingerprint(cfg: PlanConfig, images: list[SourceImage]) -> str:
 
 @dataclass
 class PlanJob:
-    """One split's planning run, split into prepare / plan shards / record / finish so that an orchestrator
-    (the Prefect flow, or `run_plan` below) can run the shards wherever it likes."""
+    """One split's planning run, for `pipeline.driver.run_stage` (the CLI, the Prefect flow, the benchmarks)."""
 
     cfg: PlanConfig
     vocab: Vocabulary
     split_dir: Path
-    manifest: dict
+    manifest: ShardManifest
     chunks: list[tuple[int, list[SourceImage]]]
     todo: list[tuple[int, list[SourceImage]]]
     source_issues: list[Issue]
     t0: float
+    in_process = False
 
     @property
     def plans_dir(self) -> Path:
-        return self.split_dir / "plans"
+        return self.manifest.folder
+
+    @property
+    def work(self):
+        return partial(plan_batch, cfg=self.cfg, vocab=self.vocab, split_dir=self.split_dir)
 
     def record(self, r: ShardResult) -> None:
         """Add a written shard to the manifest (atomically replaced), so a rerun skips it."""
-        self.manifest["shards"][r.name] = {
-            "images": r.images, "rows": r.rows, "sha256": r.sha256,
-            "issues": [i.__dict__ for i in r.issues], "stats": dict(r.stats),
-        }
-        write_manifest(self.plans_dir, self.manifest)
+        self.manifest.record(r.name, {"images": r.images, "rows": r.rows, "sha256": r.sha256,
+                                      "issues": [i.__dict__ for i in r.issues], "stats": dict(r.stats)})
 
     def finish(self) -> RunSummary:
         """Mark the plans complete and write the quarantine report of the whole split."""
-        missing = [shard_name(k) for k, _ in self.chunks if shard_name(k) not in self.manifest["shards"]]
-        if missing:
-            raise RuntimeError(f"{self.plans_dir}: shards never planned: {', '.join(missing[:5])}")
-        m = self.manifest
-        m["complete"] = True
-        m["rows"] = sum(s["rows"] for s in m["shards"].values())
-        write_manifest(self.plans_dir, m)
+        names = [shard_name(k) for k, _ in self.chunks]
+        self.manifest.complete(names)
         summary = RunSummary(self.split_dir, len(self.chunks), len(self.chunks) - len(self.todo))
         all_issues = list(self.source_issues)
-        for k, _ in self.chunks:
-            entry = m["shards"][shard_name(k)]
+        for name in names:
+            entry = self.manifest.shards[name]
             all_issues.extend(issues_from_dicts(entry["issues"]))
             summary.stats.update(entry["stats"])
-        atomic_write_bytes(self.split_dir / "quarantine.jsonl", issues_to_jsonl(all_issues).encode())
+        atomic_write_bytes(quarantine_file(self.cfg.output.out, self.cfg.source.split), issues_to_jsonl(all_issues).encode())
         summary.issues = all_issues
         summary.seconds = time.perf_counter() - self.t0
         return summary
@@ -146,67 +145,28 @@ def prepare_plan(cfg: PlanConfig, overwrite: bool = False) -> PlanJob:
     t0 = time.perf_counter()
     q = Quarantine(cfg.strict)
     source = open_source(cfg.source, q, cfg.clip.bounds_tolerance)
-    split_dir = Path(cfg.output.out) / cfg.source.split
-    plans_dir = split_dir / "plans"
-    plans_dir.mkdir(parents=True, exist_ok=True)
+    out, split = cfg.output.out, cfg.source.split
     images = source.images
     fp = input_fingerprint(cfg, images)
-    manifest = read_manifest(plans_dir)
-    if manifest and manifest.get("fingerprint") != fp:
-        if not overwrite:
-            raise OutputMismatch(
-                f"{plans_dir} holds plans of another config or input (fingerprint {manifest.get('fingerprint')}, "
-                f"this run {fp}); choose another output folder or pass --overwrite"
-            )
-        for old in plans_dir.glob("plans-*.parquet"):
-            old.unlink()
-        manifest = None
-    manifest = manifest or {
-        "kind": "geopixeld-plans",
-        "schema_version": PLAN_SCHEMA_VERSION,
-        "fingerprint": fp,
-        "config_hash": cfg.fingerprint(),
-        "config": json.loads(cfg.model_dump_json()),
-        "split": cfg.source.split,
-        "shards": {},
-    }
+    manifest = ShardManifest.open(
+        plans_dir(out, split), "geopixeld-plans", {"fingerprint": fp},
+        on_mismatch="restart" if overwrite else "raise", remove="plans-*.parquet",
+        hint="choose another output folder or pass --overwrite",
+        schema_version=PLAN_SCHEMA_VERSION, fingerprint=fp, config_hash=cfg.fingerprint(),
+        config=json.loads(cfg.model_dump_json()), split=split)
     size = cfg.output.shard_images
     chunks = [(k, images[i : i + size]) for k, i in enumerate(range(0, len(images), size))]
-    todo = [(k, chunk) for k, chunk in chunks if not finished(plans_dir, manifest, shard_name(k))]
-    manifest["complete"] = False
-    write_manifest(plans_dir, manifest)
-    return PlanJob(cfg, source.vocabulary, split_dir, manifest, chunks, todo, list(q.issues), t0)
+    todo = [(k, chunk) for k, chunk in chunks if not manifest.finished(shard_name(k))]
+    return PlanJob(cfg, source.vocabulary, split_dir(out, split), manifest, chunks, todo, list(q.issues), t0)
 
 
 def run_plan(cfg: PlanConfig, progress: bool = True, overwrite: bool = False, log=print) -> RunSummary:
     """Plan one split on a local process pool. Finished shards of an earlier identical run are kept and skipped."""
     job = prepare_plan(cfg, overwrite)
-    todo = job.todo
-
-    def record(r: ShardResult) -> None:
-        job.record(r)
-        bar.update(len(r.images))
-
-    workers = cfg.workers or os.cpu_count() or 1
-    bar = tqdm(total=sum(len(c) for _, c in todo), unit="img", desc=f"plan {cfg.source.split}", disable=not progress)
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for k, chunk in todo:
-                record(plan_shard(k, chunk, cfg, job.vocab, job.split_dir))
-        else:
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(plan_shard, k, chunk, cfg, job.vocab, job.split_dir) for k, chunk in todo}
-                try:
-                    while futures:
-                        done, futures = wait(futures, return_when=FIRST_EXCEPTION)
-                        for f in done:
-                            record(f.result())  # re-raises a worker's BadRecord (strict mode)
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)  # finished shards stay; nothing half-written
-                    raise
-    finally:
-        bar.close()
-    return job.finish()
+    workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(job.todo)))
+    with tqdm(total=len(job.todo), unit="shard", desc=f"plan {cfg.source.split}", disable=not progress) as bar, \
+            ProcessPool(workers) as pool:
+        return run_stage(job, pool, progress=bar.update)
 
 
 def report(summary: RunSummary) -> str:

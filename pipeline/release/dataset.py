@@ -21,9 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.contracts import masks
 from pipeline.release.card import render_card
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, DATASET_SCHEMA_VERSION
+from pipeline.contracts.gcg_schema import GEOREF_COLUMNS, GCGRecord, records_from_table
 from pipeline.contracts.grounding import strip_tags
-from pipeline.contracts.imageio import atomic_write_bytes
-from pipeline.contracts.shards import MANIFEST, finished, read_manifest, sha256_file, write_manifest, write_table
+from pipeline.contracts.fileio import atomic_write_bytes
+from pipeline.contracts.layout import dataset_dir, records_source, split_dir
+from pipeline.contracts.shards import (MANIFEST, RecordsNotReady, ShardManifest, read_manifest, require_complete,
+                                      sha256_file, write_manifest, write_table)
+from pipeline.release.geopixeld import export_split
 
 
 class DatasetSettings(BaseModel):
@@ -38,10 +42,6 @@ class DatasetSettings(BaseModel):
         ["test"], description="Splits released only once every patch has a curator's decision (geopixeld curate).")
     name: str = Field("GeoPixelD (geopixeld build)", description="Dataset name on the card.")
     license: str = Field("cc-by-4.0", description="License on the card (GeoPixelD is CC-BY-4.0).")
-
-
-class RecordsNotReady(ValueError):
-    """A split's records are missing or unfinished."""
 
 
 @dataclass
@@ -69,17 +69,7 @@ class DatasetSummary:
 
 
 def dataset_folder(out: Path, settings: DatasetSettings) -> Path:
-    p = Path(settings.folder)
-    return p if p.is_absolute() else Path(out) / p
-
-
-def records_source(out: Path, split: str) -> Path:
-    """Curated records when curation has written them, else the drafted records."""
-    curated = Path(out) / split / "curated"
-    m = read_manifest(curated)
-    if m and m.get("complete"):
-        return curated
-    return Path(out) / split / "records"
+    return dataset_dir(out, settings.folder)
 
 
 def curation_gate(out: Path, split: str, settings: DatasetSettings):
@@ -94,33 +84,30 @@ def curation_gate(out: Path, split: str, settings: DatasetSettings):
     return f"held back: curation required, {s.decided} of {s.patches} patches decided (geopixeld curate)", s
 
 
-def dataset_row(record: dict, plan: dict, image_path: str, image_bytes: bytes | None) -> dict:
-    """One dataset row from a grounded record and its plan row (pure)."""
+# record columns a dataset row keeps as the record writes them (GCG and dataset schemas type them alike)
+_AS_RECORDED = (*GEOREF_COLUMNS, "holistic", "instance_texts", "group_texts", "dropped", "provenance", "curation_status")
+
+
+def dataset_row(record: GCGRecord, image_path: str, image_bytes: bytes | None) -> dict:
+    """One dataset row from a grounded record, which carries its plan's georeference (pure)."""
     phrases, mask_rows = [], []
-    for i, p in enumerate(record["phrases"]):
-        rle = {"size": list(p["rle"]["size"]), "counts": p["rle"]["counts"]}
-        phrases.append({"tag": p["tag"], "start": p["start"], "end": p["end"], "tier": p["kind"], "mask_id": i})
-        mask_rows.append({"mask_id": i, "tier": p["kind"], "category": p["category"], "object_ids": list(p["object_ids"]),
-                          "bbox": list(masks.bbox(rle)), "area": masks.area(rle), "rle": rle})
+    for i, p in enumerate(record.phrases):
+        phrases.append({"tag": p.tag, "start": p.start, "end": p.end, "tier": p.tier, "mask_id": i})
+        mask_rows.append({"mask_id": i, "tier": p.tier, "category": p.category, "object_ids": list(p.object_ids),
+                          "bbox": list(masks.bbox(p.rle)), "area": masks.area(p.rle), "rle": p.rle})
+    row = record.to_row()
     return {
-        "schema_version": DATASET_SCHEMA_VERSION, "patch_id": record["patch_id"], "split": record["split"],
-        "image": {"bytes": image_bytes, "path": image_path}, "width": record["width"], "height": record["height"],
-        "source_image": plan["source_image"], "window": plan["window"], "crs": plan["crs"], "transform": plan["transform"],
-        "description": record["description"], "caption": strip_tags(record["description"]),
-        "phrases": phrases, "masks": mask_rows, "holistic": record["holistic"],
-        "instance_texts": record["instance_texts"], "group_texts": record["group_texts"], "dropped": record["dropped"],
-        "provenance": record["provenance"], "curation_status": record["curation_status"],
+        **{k: row[k] for k in _AS_RECORDED}, "schema_version": DATASET_SCHEMA_VERSION, "patch_id": record.patch_id,
+        "split": record.split, "image": {"bytes": image_bytes, "path": image_path}, "width": record.width,
+        "height": record.height, "description": record.description, "caption": strip_tags(record.description),
+        "phrases": phrases, "masks": mask_rows,
     }
 
 
-def released(record: dict) -> bool:
-    return record["status"] == "ok" and record["curation_status"] != "rejected"
-
-
-def split_stats(rows: list[dict], records: list[dict]) -> Counter:
+def split_stats(rows: list[dict], records: list[GCGRecord]) -> Counter:
     """The card's statistics of one shard (summed over shards)."""
-    c = Counter(records=len(records), failed=sum(r["status"] != "ok" for r in records),
-                rejected=sum(r["curation_status"] == "rejected" for r in records))
+    c = Counter(records=len(records), failed=sum(r.status != "ok" for r in records),
+                rejected=sum(r.curation_status == "rejected" for r in records))
     for r in rows:
         c["patches"] += 1
         c["holistic"] += r["holistic"] is not None
@@ -161,10 +148,8 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         return SplitResult(split, False, held_back=why)
     entry.pop("held_back", None)
     rec_dir = records_source(out, split)
-    rec_manifest = read_manifest(rec_dir)
-    if not rec_manifest or not rec_manifest.get("complete"):
-        raise RecordsNotReady(f"{rec_dir}: no finished records for split {split!r}; draft it first")
-    plans_dir = out / split / "plans"
+    rec_manifest = require_complete(rec_dir, RecordsNotReady, f"draft split {split!r} first (geopixeld draft)")
+    shards = ShardManifest(folder, manifest, shards=entry["shards"])
     result = SplitResult(split, True)
     wanted = {}
     for rec_name in sorted(rec_manifest["shards"]):
@@ -174,39 +159,34 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         source = {"records": str(rec_dir.relative_to(out) / rec_name), "sha256": rec_manifest["shards"][rec_name]["sha256"],
                   "embed_images": settings.embed_images}
         old = entry["shards"].get(name)
-        if old and old.get("source") == source and finished(folder, entry, name):
+        if shards.finished(name, source):
             result.shards_skipped += 1
             result.stats.update(old["stats"])
             result.rows += old["rows"]
             continue
-        records = pq.read_table(rec_dir / rec_name).to_pylist()
-        plan_rows = {r["patch_id"]: r for r in pq.read_table(
-            plans_dir / rec_name.replace("records-", "plans-"),
-            columns=["patch_id", "source_image", "window", "crs", "transform"]).to_pylist()}
+        records = records_from_table(pq.read_table(rec_dir / rec_name))
         rows = []
         for r in records:
-            if not released(r):
+            if not r.released:
                 continue
-            if r["patch_id"] not in plan_rows:
-                raise RecordsNotReady(f"{rec_dir / rec_name}: record {r['patch_id']!r} has no plan in {plans_dir}")
+            if r.source_image is None:  # a record of GCG schema 1 or 2: drafting again writes the georeference
+                raise RecordsNotReady(f"{rec_dir / rec_name}: record {r.patch_id!r} carries no georeference (a record "
+                                      f"of an earlier schema); draft split {split!r} again")
             img_rel = None
             img_bytes = None
-            if r["image_path"]:
-                src = out / split / r["image_path"]
-                img_rel = f"images/{split}/{Path(r['image_path']).name}"
+            if r.image_path:
+                src = split_dir(out, split) / r.image_path
+                img_rel = f"images/{split}/{Path(r.image_path).name}"
                 _place_image(src, folder / img_rel)
                 img_bytes = src.read_bytes() if settings.embed_images else None
-            rows.append(dataset_row(r, plan_rows[r["patch_id"]], img_rel, img_bytes))
+            rows.append(dataset_row(r, img_rel, img_bytes))
         stats = split_stats(rows, records)
         sha = write_table(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), folder / name)
-        entry["shards"][name] = {"sha256": sha, "rows": len(rows), "source": source, "stats": dict(stats)}
-        write_manifest(folder, manifest)  # each finished shard is recorded at once: a killed build keeps it
+        shards.record(name, {"sha256": sha, "rows": len(rows), "source": source, "stats": dict(stats)})  # a killed build keeps it
         result.shards_written += 1
         result.rows += len(rows)
         result.stats.update(stats)
-    for name in [n for n in entry["shards"] if n not in wanted]:  # record shards that no longer exist
-        (folder / name).unlink(missing_ok=True)
-        del entry["shards"][name]
+    shards.drop(set(wanted))  # dataset shards whose record shard no longer exists
     entry["rows"] = result.rows
     entry["stats"] = dict(result.stats)
     if curation is not None:  # the card counts what the curators decided
@@ -229,11 +209,9 @@ def write_dataset(out: Path, splits: list[str], settings: DatasetSettings | None
         if progress:
             progress(split)
     if settings.export_geopixeld:
-        from pipeline.drafting.stage import export_split
-
         for split, r in results.items():
             if r.released:
-                export_split(out, split, folder / "geopixeld", records_dir=records_source(out, split))
+                export_split(out, split, folder / "geopixeld")
     atomic_write_bytes(folder / "README.md", render_card(settings.name, settings.license, manifest).encode())
     manifest["complete"] = True
     manifest["rows"] = sum(s.get("rows", 0) for s in manifest["splits"].values())

@@ -59,7 +59,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.contracts.categories import ISAID_CATEGORIES
-from pipeline.planning.tiling import patch_name, tile_windows
+from pipeline.contracts.tiling import patch_name, tile_windows
 
 ID_STRIDE = 5000  # annotation id = (image number + 1) * ID_STRIDE + object number (1..4999): >= 1000 as
 # the devkit wants (it skips smaller instance ids) and within the id PNG's 24 bits up to P3353
@@ -1173,3 +1173,18 @@ def generate(root: Path, scale: str = "tiny", seed: int = 0, splits: Sequence[st
             _write_json(root / "patches" / split / "Annotations" / f"iSAID_{split}.json", p_images, p_anns)
             counts[split].update(patches=len(p_images), patch_instances=len(p_anns))
     return counts
+
+
+def ensure_source(root: Path, splits: list[str], synthetic: str | None, log=print) -> None:
+    """Generate the synthetic demo set at `root` when asked to (`synthetic`: its scale) and it holds no
+    annotations yet; a missing root without `synthetic` is an error, never a silent demo."""
+    root = Path(root)
+    have = [s for s in splits if (root / s / "Annotations").is_dir() or (root / s / "images").is_dir()]
+    if len(have) == len(splits):
+        return
+    if synthetic is None:
+        if not root.is_dir():
+            raise FileNotFoundError(f"source.root {root}: no such folder (set source.synthetic to generate the demo set)")
+        return  # the reader names what is missing
+    log(f"generating the {synthetic} synthetic iSAID-format dataset in {root}")
+    generate(root, scale=synthetic, splits=tuple(splits), progress=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.direct import direct_build
+from flows.without_prefect import build_without_prefect
 from flows.params import BuildParams
 from pipeline.contracts.shards import read_manifest
 
@@ -35,7 +35,7 @@ def fingerprint(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def baseline(tiny_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("direct") / "out"
-    summary = direct_build(params(tiny_root, out))
+    summary = build_without_prefect(params(tiny_root, out))
     return fingerprint(summary.folder)
 
 

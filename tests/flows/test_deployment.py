@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from flows import serve
-from flows.direct import direct_build
+from flows.without_prefect import build_without_prefect
 from pipeline.release.dataset import verify
 from pipeline.contracts.shards import read_manifest, sha256_file
 from tests.flows.test_build import fingerprint, params
@@ -98,7 +98,7 @@ def small(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("small")
     generate(root, scale="small", seed=3, splits=("val",), progress=False)
-    expected = fingerprint(direct_build(params(root, tmp_path_factory.mktemp("direct") / "out", **COMMON)).folder)
+    expected = fingerprint(build_without_prefect(params(root, tmp_path_factory.mktemp("direct") / "out", **COMMON)).folder)
     return root, expected
 
 

@@ -1,5 +1,5 @@
-"""Fixtures of the GeoPixel model tests: the tiny demo build (real generator, planner and template drafter) and
-a tiny tokenizer trained offline on its descriptions. Built once per session, in a few seconds."""
+"""Fixtures of the GeoPixel model tests: a few patches in every layout (tests/model/data/make_records.py, no
+pipeline stage runs) and a tiny tokenizer trained offline on their descriptions. Built once per session."""
 
 from __future__ import annotations
 
@@ -21,34 +21,21 @@ def gp_one_thread():
 
 @pytest.fixture(scope="session")
 def gp_demo(tmp_path_factory) -> Path:
-    """OUT with OUT/out/<split>/records (the `make demo` layout) and OUT/geopixeld (the released layout)."""
-    from pipeline.cli import build_plan_config
-    from pipeline.synthetic.isaid import generate
-    from pipeline.drafting.stage import export_split, run_draft
-    from pipeline.planning.stage import run_plan
+    """ROOT with ROOT/out/<split>/records (the `make demo` layout), ROOT/out/dataset (the release dataset) and
+    ROOT/geopixeld (the released GeoPixelD layout), written by tests/model/data/make_records.py."""
+    from tests.model.data.make_records import generate
 
-    out = tmp_path_factory.mktemp("gp_demo")
-    data, plans = out / "data", out / "out"
-    generate(data, scale="tiny", seed=0, progress=False)
-    for split in ("train", "val"):
-        cfg = build_plan_config(None, {"source.root": str(data), "source.split": split, "output.out": str(plans),
-                                       "workers": 1})
-        run_plan(cfg, progress=False, overwrite=True)
-        run_draft(plans, split, progress=False)
-        export_split(plans, split, out / "geopixeld")
-    return out
+    return generate(tmp_path_factory.mktemp("gp_demo"))
 
 
 @pytest.fixture(scope="session")
 def gp_tokenizer(gp_demo, tmp_path_factory):
-    import pyarrow.parquet as pq
-
     from model.config import TokensConfig
+    from model.sources import open_source
     from model.tokenizer import build_tiny_tokenizer, load_tokenizer
 
-    texts = pq.read_table(gp_demo / "out" / "train" / "records", columns=["description"])["description"].to_pylist()
     folder = tmp_path_factory.mktemp("gp_tok")
-    build_tiny_tokenizer([t for t in texts if t], folder, TokensConfig())
+    build_tiny_tokenizer(open_source(gp_demo, "train").texts(), folder, TokensConfig())
     return load_tokenizer(folder, TokensConfig())
 
 
@@ -64,16 +51,17 @@ def gp_tiny(gp_tokenizer):
 
 @pytest.fixture(scope="session")
 def gp_dataset(gp_demo, gp_tiny):
-    from model.data import GeoPixelDataset, resolve_sources
+    from model.samples import GeoPixelDataset
+    from model.sources import open_source
 
     cfg, enc = gp_tiny
-    return GeoPixelDataset(resolve_sources(gp_demo, "train"), enc, cfg)
+    return GeoPixelDataset([open_source(gp_demo, "train")], enc, cfg)
 
 
 @pytest.fixture
 def gp_train_config():
     """configs/train/tiny.yaml with dotted-key overrides: gp_train_config(**{"train.max_steps": 2})."""
-    from model.train import load_train_config
+    from model.train_config import load_train_config
 
     path = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny.yaml"
     return lambda **over: load_train_config(path, over)

@@ -1,4 +1,4 @@
-"""The training data loader: both input layouts, one mask per [SEG], clear errors, a resumable order."""
+"""Sample building and order: one mask per [SEG] in every layout, clear errors, a resumable order, padding."""
 
 from __future__ import annotations
 
@@ -12,19 +12,22 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model.data import (DataError, GeoPixelDataset, GeoPixelDSource, ParquetSource, collate, epoch_order,
-                        rank_batches, resolve_sources)
+from model.records import DataError
+from model.sampler import epoch_order, rank_batches
+from model.samples import GeoPixelDataset, collate
+from model.sources import DatasetShards, GeoPixelDFiles, RecordShards, open_source
 
 pytestmark = pytest.mark.usefixtures("gp_one_thread")
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "geopixeld-sample"
 
 
-def test_demo_build_layout_gives_one_mask_per_seg(gp_demo, gp_dataset, gp_tiny):
+def test_build_root_gives_one_mask_per_seg(gp_demo, gp_dataset, gp_tiny):
     cfg, enc = gp_tiny
-    (src,) = resolve_sources(gp_demo, "train")
-    assert isinstance(src, ParquetSource) and src.folder == gp_demo / "out" / "train" / "records"
-    assert len(gp_dataset) == pq.read_table(src.folder).num_rows
+    (src,) = gp_dataset.sources
+    assert isinstance(src, RecordShards) and src.shards[0].parent == gp_demo / "out" / "train" / "records"
+    rows = pq.read_table(src.shards[0].parent).to_pylist()
+    assert len(gp_dataset) == sum(r["status"] == "ok" for r in rows) < len(rows)  # the failed record is left out
     s = gp_dataset[0]
     n_seg = int(((s["input_ids"] == enc.ids.seg) & (s["labels"] != -100)).sum())
     assert n_seg == s["masks"].shape[0] > 0
@@ -34,39 +37,51 @@ def test_demo_build_layout_gives_one_mask_per_seg(gp_demo, gp_dataset, gp_tiny):
     assert enc.decode(answer).startswith("The image is")  # labels cover the answer only
 
 
-def test_geopixeld_export_layout_matches_the_parquet_records(gp_demo, gp_dataset, gp_tiny):
+def _samples_by_patch(ds):
+    return {ds.patch(i).patch_id: ds[i] for i in range(len(ds))}
+
+
+def test_geopixeld_layout_matches_the_parquet_records(gp_demo, gp_dataset, gp_tiny):
     cfg, enc = gp_tiny
-    (src,) = resolve_sources(gp_demo / "geopixeld", "train")
-    assert isinstance(src, GeoPixelDSource)
+    src = open_source(gp_demo / "geopixeld", "train")
+    assert isinstance(src, GeoPixelDFiles)
     ds = GeoPixelDataset([src], enc, cfg)
     assert len(ds) == len(gp_dataset)
-    parquet_by_path = {gp_dataset.sources[0].load(ref).image.name: gp_dataset[i]
-                       for i, ref in enumerate(gp_dataset.refs)}
-    for i in range(len(ds)):
-        item = src.load(ds.refs[i])
-        ref = parquet_by_path[item.image.name]
-        a = ds[i]
+    want = _samples_by_patch(gp_dataset)
+    for pid, a in _samples_by_patch(ds).items():
+        ref = want[pid]
         assert torch.equal(a["input_ids"], ref["input_ids"]) and torch.equal(a["labels"], ref["labels"])
         inter = (a["masks"] & ref["masks"]).flatten(1).sum(1).float()
         union = (a["masks"] | ref["masks"]).flatten(1).sum(1).float()
         assert torch.all(inter / union > 0.9)  # polygons traced from the same masks
 
 
+def test_the_released_dataset_folder_feeds_the_same_samples_as_the_records(gp_demo, gp_dataset, gp_tiny):
+    cfg, enc = gp_tiny
+    src = open_source(gp_demo / "out" / "dataset", "train")
+    assert isinstance(src, DatasetShards) and src.root == gp_demo / "out" / "dataset"
+    ds = GeoPixelDataset([src], enc, cfg)
+    want = _samples_by_patch(gp_dataset)
+    got = _samples_by_patch(ds)
+    assert got.keys() == want.keys()
+    for pid, s in got.items():
+        assert torch.equal(s["input_ids"], want[pid]["input_ids"]) and torch.equal(s["masks"], want[pid]["masks"])
+
+
 def test_released_sample_resolves_its_paths(gp_tiny):
     if not SAMPLE.is_dir():
         pytest.skip(f"the released GeoPixelD sample is not at {SAMPLE} (../shared is absent)")
     cfg, enc = gp_tiny
-    src = GeoPixelDSource(SAMPLE / "GeoPixelD.json")  # paths say data/GeoPixelD/train/...; found under train/
-    ds = GeoPixelDataset([src], enc, cfg)
-    s = ds[0]
+    src = GeoPixelDFiles([SAMPLE / "GeoPixelD.json"])  # paths say data/GeoPixelD/train/...; found under train/
+    s = GeoPixelDataset([src], enc, cfg)[0]
     assert s["masks"].shape[0] == 4 == int((s["input_ids"] == enc.ids.seg).sum())
 
 
-def test_count_mismatch_names_the_shard_and_row(gp_demo, tmp_path):
-    src = gp_demo / "out" / "train" / "records"
+def test_count_mismatch_names_the_shard_and_row(gp_demo, gp_tiny, tmp_path):
+    cfg, enc = gp_tiny
     bad = tmp_path / "train" / "records"
     bad.mkdir(parents=True)
-    t = pq.read_table(next(src.glob("*.parquet")))
+    t = pq.read_table(gp_demo / "out" / "train" / "records" / "records-00000.parquet")
     phrases = t["phrases"].to_pylist()
     phrases[2] = phrases[2][:-1]
     t = t.set_column(t.schema.get_field_index("phrases"), "phrases",
@@ -74,31 +89,41 @@ def test_count_mismatch_names_the_shard_and_row(gp_demo, tmp_path):
     pq.write_table(t, bad / "records-00000.parquet")
     with pytest.raises(DataError, match=r"records-00000\.parquet row 2 \(patch .*\): the description has \d+ "
                                          r"\[SEG\] tokens but \d+ phrase masks"):
-        ParquetSource(bad).scan(0)
+        GeoPixelDataset([open_source(bad, "train")], enc, cfg)
 
 
-def test_json_mask_count_mismatch_and_missing_image(gp_demo, tmp_path):
+def test_json_mask_count_mismatch_and_missing_image(gp_demo, gp_tiny, tmp_path):
+    cfg, enc = gp_tiny
     index = json.loads((gp_demo / "geopixeld" / "GeoPixelD_train.json").read_text())
-    entry = dict(index[0])
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(np.ones((800, 800), np.uint8)))
+    rle = mask_utils.encode(np.asfortranarray(np.ones((112, 112), np.uint8)))
+    entry = dict(index[0], segmentation=[{"size": rle["size"], "counts": rle["counts"].decode()}])
     entry.pop("polygons")
-    entry["segmentation"] = [{"size": rle["size"], "counts": rle["counts"].decode()}]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([entry]))
-    with pytest.raises(DataError, match=r"bad\.json record 0 \(id 0\): \d+ \[SEG\] tokens but 1 masks"):
-        GeoPixelDSource(path).scan(0)
-    entry = dict(index[0], image="data/GeoPixelD/train/nope.png")
-    path.write_text(json.dumps([entry]))
-    src = GeoPixelDSource(path, root=gp_demo / "geopixeld")
+    with pytest.raises(DataError, match=r"bad\.json record 0 \(id 0\): the description has \d+ \[SEG\] tokens but "
+                                        r"1 masks"):
+        GeoPixelDataset([GeoPixelDFiles([path])], enc, cfg)
+    path.write_text(json.dumps([dict(index[0], image="data/GeoPixelD/train/nope.png")]))
+    ds = GeoPixelDataset([GeoPixelDFiles([path], root=gp_demo / "geopixeld")], enc, cfg)
     with pytest.raises(DataError, match=r"record 0 .*nope\.png not found"):
-        src.load(src.scan(0)[0])
+        ds[0]
 
 
-def test_unknown_data_folder_says_where_it_looked(tmp_path):
-    with pytest.raises(DataError, match=r"no 'train' records under .*looked for \*\.parquet"):
-        resolve_sources(tmp_path, "train")
+def test_a_mask_of_another_size_names_the_phrase(gp_demo, gp_tiny, tmp_path):
+    cfg, enc = gp_tiny
+    split = tmp_path / "train"
+    shutil.copytree(gp_demo / "out" / "train" / "patches", split / "patches")
+    t = pq.read_table(gp_demo / "out" / "train" / "records" / "records-00000.parquet")
+    rows = t.to_pylist()[:1]
+    rows[0]["width"] = 100  # the masks are 112 wide
+    (split / "records").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), split / "records" / "records-00000.parquet")
+    ds = GeoPixelDataset([open_source(split, None)], enc, cfg)
+    with pytest.raises(DataError, match=r"row 0 \(patch .*\): phrase 0 \('.*-1'\) mask is 112x112, the patch is "
+                                        r"100x112"):
+        ds[0]
 
 
 class _Shards:
@@ -140,26 +165,3 @@ def test_collate_pads_right_and_keeps_images_per_sample(gp_dataset, gp_tiny):
     assert batch["attention_mask"][short].tolist() == [True] * k + [False] * (n - k)
     assert set(batch["labels"][short, k:].tolist()) <= {-100}
     assert [m.shape[0] for m in batch["masks"]] == [a["masks"].shape[0], b["masks"].shape[0]]
-
-
-def test_demo_copy_without_records_is_refused(gp_demo, tmp_path):
-    shutil.copytree(gp_demo / "out" / "train" / "plans", tmp_path / "train" / "plans")
-    with pytest.raises(DataError):
-        resolve_sources(tmp_path, "train")
-
-
-def test_the_released_dataset_folder_feeds_the_same_samples_as_the_records(gp_demo, gp_dataset, gp_tiny, tmp_path):
-    from model.data import DatasetSource
-    from pipeline.release.dataset import DatasetSettings, write_dataset
-
-    cfg, enc = gp_tiny
-    folder = write_dataset(gp_demo / "out", ["train"], DatasetSettings(require_curation=[], folder=str(tmp_path / "ds"),
-                                                                      export_geopixeld=False)).folder
-    (src,) = resolve_sources(folder, "train")
-    assert isinstance(src, DatasetSource) and src.folder == folder / "data" / "train"
-    ds = GeoPixelDataset([src], enc, cfg)
-    assert len(ds) == len(gp_dataset)
-    by_patch = {gp_dataset.sources[0].load(ref).patch_id: gp_dataset[i] for i, ref in enumerate(gp_dataset.refs)}
-    for i, ref in enumerate(ds.refs):
-        got, want = ds[i], by_patch[src.load(ref).patch_id]
-        assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["masks"], want["masks"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.contracts.gcg_schema import GCG_SCHEMA
-from pipeline.contracts.grounding import PHRASE as PHRASE_MARKUP
+from pipeline.contracts.grounding import PHRASE_RE as PHRASE_MARKUP
 from pipeline.contracts.masks import decode
 
 pytestmark = pytest.mark.usefixtures("gp_one_thread")
@@ -42,7 +42,7 @@ def scripted(model, enc, text: str):
 @pytest.fixture(scope="module")
 def fitted(gp_dataset, gp_tiny, tmp_path_factory):
     """A tiny model trained for 30 steps on the first training patch, saved like OUT/final, and its losses."""
-    from model.data import collate
+    from model.samples import collate
     from model.geopixel import build_model
     from model.lora import add_lora, merge_lora, set_trainable
     from model.weights import save_model
@@ -68,7 +68,7 @@ def fitted(gp_dataset, gp_tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fitted")
     save_model(model, folder, {"model": cfg.model_dump(mode="json")}, tokenizer=enc.tok)
     torch.set_num_threads(before)
-    item = gp_dataset.sources[0].load(gp_dataset.refs[0])
+    item = gp_dataset.item(0)
     answer_tokens = len(enc.tok.encode(item.turns[0][1], add_special_tokens=False))
     return folder, item, answer_tokens, losses
 

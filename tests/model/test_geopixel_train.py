@@ -1,4 +1,4 @@
-"""The trainer on the tiny configuration and the demo shards, on the CPU: the loss falls, gradients reach exactly
+"""The trainer on the tiny configuration and the generated shards (tests/model/data), on the CPU: the loss falls, gradients reach exactly
 the trainable parts, a resumed run is bit-identical, and the merged model is saved in the released layout."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from model.data import collate
+from model.samples import collate
 
 pytestmark = pytest.mark.usefixtures("gp_one_thread")
 
@@ -24,7 +24,7 @@ def test_training_reduces_the_loss_and_saves_a_merged_model(gp_demo, gp_train_co
     out = tmp_path / "run"
     result = train(gp_train_config(), out, str(gp_demo), log=lambda *_: None)
     hist = result["history"]
-    assert len(hist) == 12  # 14 samples / batch 4 -> 3 steps an epoch, 4 epochs
+    assert len(hist) == 12  # 12 kept records / batch 4 -> 3 steps an epoch, 4 epochs
     first, last = sum(h["loss"] for h in hist[:2]) / 2, sum(h["loss"] for h in hist[-2:]) / 2
     assert last < first - 0.3
     assert hist[-1]["ce"] < hist[0]["ce"] and hist[-1]["bce"] < hist[0]["bce"]
@@ -81,7 +81,8 @@ def test_gradients_reach_trainable_parts_only(gp_dataset, gp_tiny):
 
 
 def test_resumed_run_continues_identically(gp_demo, gp_train_config, tmp_path):
-    from model.train import Run, latest_checkpoint
+    from model.checkpoint import latest_checkpoint
+    from model.train import Run
 
     cfg = lambda steps: gp_train_config(**{"train.max_steps": steps, "checkpoint.every_steps": 2})  # noqa: E731
     straight = Run(cfg(4), tmp_path / "a", str(gp_demo))
@@ -93,7 +94,7 @@ def test_resumed_run_continues_identically(gp_demo, gp_train_config, tmp_path):
     assert again.step == 2
     hist_b = again.fit(log=lambda *_: None)["history"]
     assert [h["loss"] for h in hist_b] == [h["loss"] for h in hist_a[2:]]
-    a, b = straight._trainable_state(), again._trainable_state()
+    a, b = straight.trainable_state(), again.trainable_state()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="different configuration"):
         Run(gp_train_config(**{"train.lr": 1e-3}), tmp_path / "b", str(gp_demo)).load_checkpoint(
@@ -101,7 +102,7 @@ def test_resumed_run_continues_identically(gp_demo, gp_train_config, tmp_path):
 
 
 def test_paper_config_is_the_published_recipe():
-    from model.train import load_train_config
+    from model.train_config import load_train_config
 
     cfg = load_train_config(ROOT / "configs" / "train" / "paper.yaml")
     o = cfg.train

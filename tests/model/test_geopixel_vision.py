@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.config import VisionConfig, build_config
-from model.data import prepare_images
+from model.samples import prepare_images
 from model.vision import VisionTower, hd_grid, image_token_count
 
 pytestmark = pytest.mark.usefixtures("gp_one_thread")

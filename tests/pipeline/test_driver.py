@@ -1,58 +1,69 @@
-"""The build's plain stage functions: validation of written records, the output lock, the write probe."""
+"""The stage driver: every batch recorded as it completes, in-thread work kept in the thread, a failing batch
+stopping the stage with finished shards kept; the output lock and the write probe."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
+from functools import partial
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline import driver as stages
-from pipeline.drafting.stage import run_draft
-from pipeline.planning.stage import run_plan
-from pipeline.contracts.shards import read_manifest, write_manifest, write_table
-from tests.conftest import make_config
+from pipeline import driver
 
 
-@pytest.fixture
-def drafted(tiny_root, tmp_path):
-    out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
-    run_draft(out, "val", progress=False)
-    return out
+class Job:
+    """A stage job as the driver sees it (planning.stage.PlanJob, drafting.stage.DraftJob have the same shape)."""
+
+    def __init__(self, todo, in_process=False, fail_on=None):
+        self.todo, self.in_process = todo, in_process
+        self.work = partial(work, fail_on=fail_on)
+        self.recorded, self.finished = [], False
+
+    def record(self, r):
+        self.recorded.append(r)
+
+    def finish(self):
+        self.finished = True
+        return sorted(self.recorded)
 
 
-def _change_first_record(out, change):
-    d = out / "val/records"
-    m = read_manifest(d)
-    name = sorted(m["shards"])[0]
-    t = pq.read_table(d / name)
-    rows = t.to_pylist()
-    change(rows[0])
-    m["shards"][name]["sha256"] = write_table(pa.Table.from_pylist(rows, schema=t.schema), d / name)
-    write_manifest(d, m)
-    return rows[0]["patch_id"]
+def work(batch, fail_on=None):
+    if fail_on in batch:
+        raise ValueError(f"unit {fail_on} is bad")
+    return [(u, os.getpid(), threading.get_ident()) for u in batch]
 
 
-def test_validate_counts_what_it_checked(drafted):
-    c = stages.validate_records(drafted, "val")
-    assert c["records"] == c["ok"] > 0 and c["phrases"] > c["ok"]
+def test_every_unit_is_recorded_once_and_progress_counts_them():
+    seen = []
+    job = Job(list(range(7)))
+    with driver.ProcessPool(2) as pool:
+        out = driver.run_stage(job, pool, batch_size=3, progress=seen.append)
+    assert [u for u, *_ in out] == list(range(7)) and job.finished
+    assert sorted(seen) == [1, 3, 3]
+    assert {pid for _, pid, _ in out} != {os.getpid()}  # the work ran in the pool's processes
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r["phrases"][0].update(start=r["phrases"][0]["start"] + 1), "does not hold tag"),
-    (lambda r: r.update(phrases=r["phrases"][1:]), "grounded phrases"),
-    (lambda r: r["phrases"][0]["rle"].update(size=[10, 10]), "not the patch size"),
-    (lambda r: r.update(description=r["description"] + " <p> stray"), "markup left"),
-])
-def test_validate_names_the_shard_and_patch_of_a_broken_record(drafted, change, message):
-    pid = _change_first_record(drafted, change)
-    with pytest.raises(ValueError, match=message) as err:
-        stages.validate_records(drafted, "val")
-    assert pid in str(err.value) and "records-00000.parquet" in str(err.value)
+def test_in_process_work_stays_in_this_thread():
+    job = Job(list(range(4)), in_process=True)
+    with driver.ProcessPool(2) as pool:
+        out = driver.run_stage(job, pool, batch_size=1)
+    assert {(pid, tid) for _, pid, tid in out} == {(os.getpid(), threading.get_ident())}
+
+
+def test_a_failing_batch_stops_the_stage_unfinished():
+    job = Job(list(range(6)), fail_on=4)
+    with pytest.raises(ValueError, match="unit 4 is bad"):
+        driver.run_stage(job, driver.SERIAL, batch_size=2)
+    assert [u for u, *_ in job.recorded] == [0, 1, 2, 3] and not job.finished
+
+
+def test_batches_keep_order_and_size():
+    assert driver.batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert driver.batches([], 3) == [] and driver.batches([1], 0) == [[1]]
 
 
 def test_a_second_build_of_the_same_output_waits_for_the_first(tmp_path):
@@ -63,7 +74,7 @@ def test_a_second_build_of_the_same_output_waits_for_the_first(tmp_path):
     assert holder.stdout.readline().strip() == "held"
     told = []
     t0 = time.monotonic()
-    with stages.output_lock(tmp_path, log=told.append, poll=0.1):
+    with driver.output_lock(tmp_path, log=told.append, poll=0.1):
         waited = time.monotonic() - t0
     holder.wait(10)
     assert told and "waiting" in told[0] and waited > 0.5
@@ -72,5 +83,5 @@ def test_a_second_build_of_the_same_output_waits_for_the_first(tmp_path):
 def test_the_write_probe_names_a_folder_it_cannot_create(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(stages.OutputNotWritable, match=str(blocker / "out")):
-        stages.check_writable(blocker / "out")
+    with pytest.raises(driver.OutputNotWritable, match=str(blocker / "out")):
+        driver.check_writable(blocker / "out")

@@ -80,17 +80,14 @@ def gt_images() -> dict[str, EvalImage]:
 
 
 def gcg_row(img: EvalImage, desc: str, status: str = "ok", curation: str = "pending") -> dict:
-    """A full GCG record (pipeline.contracts.gcg_schema) of an image, as the drafting stage writes it."""
+    """A full GCG record row (pipeline.contracts.gcg_schema.GCGRecord) of an image, as the drafting stage writes it."""
+    from pipeline.contracts.gcg_schema import GCGRecord, Phrase
+
     texts, _ = phrases_of(desc)
-    return {
-        "schema_version": 1, "patch_id": img.image_id, "split": "val", "image_path": None,
-        "width": img.width, "height": img.height, "description": desc,
-        "phrases": [{"tag": t, "start": 0, "end": 0, "kind": "group" if (p.objects or 1) > 1 else "instance",
-                     "category": "x", "object_ids": list(range(p.objects or 1)), "rle": p.rle}
-                    for t, p in zip(texts, img.phrases)],
-        "holistic": "", "instance_texts": [], "group_texts": [], "dropped": [], "failures": [],
-        "status": status, "error": None, "provenance": None, "curation_status": curation,
-    }
+    phrases = [Phrase(t, 0, 0, "group" if (p.objects or 1) > 1 else "instance", "x", list(range(p.objects or 1)),
+                      p.rle) for t, p in zip(texts, img.phrases)]
+    return GCGRecord(img.image_id, "val", None, img.width, img.height, description=desc, phrases=phrases,
+                     holistic="", status=status, curation_status=curation).to_row()
 
 
 def scene_description(image_id: str, order: list[int] | None = None) -> str:
@@ -141,7 +138,8 @@ def _uncompressed(r: dict) -> dict:
 
 def write_geopixeld(folder: Path, split: str, images: list[tuple[EvalImage, str]], with_png: bool = True) -> Path:
     """The released layout (index + per-patch JSONs with polygons), via the project's own exporter."""
-    from pipeline.contracts.geopixeld_format import released_record, write_released
+    from pipeline.contracts.geopixeld_format import released_record
+    from pipeline.release.geopixeld import write_released
 
     items = []
     for k, (img, desc) in enumerate(images):

@@ -1,4 +1,4 @@
-"""`geopixeld eval` end to end: the table, the report files, bad input, and a real drafted split as ground truth."""
+"""`geopixeld eval` end to end: the table, the report files, bad input, and a generated split as ground truth."""
 
 from __future__ import annotations
 
@@ -67,17 +67,10 @@ def test_bad_predictions_exit_2_naming_the_image(gt_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_drafted_split_scored_against_its_perturbed_self_in_two_layouts(java, embedder, tiny_root, tmp_path):
-    """Real ground truth (plan + offline draft + export of the tiny synthetic split) and predictions made by
-    perturbing it: the same numbers whether the truth is read from the records or from the GeoPixelD export."""
-    from pipeline.drafting.stage import export_split, run_draft
-    from pipeline.planning.stage import run_plan
-    from tests.conftest import make_config
-
-    out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
-    run_draft(out, "val", progress=False)
-    export_split(out, "val", tmp_path / "gpd")
+def test_a_generated_split_scored_against_its_perturbed_self_in_two_layouts(java, embedder, gp_demo, tmp_path):
+    """Ground truth in two layouts (a build root's records and the GeoPixelD export of the same patches, from
+    tests/model/data/make_records.py) and predictions made by perturbing it: the same numbers from both."""
+    out = gp_demo / "out"
     records = [r for f in sorted((out / "val" / "records").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
     assert len(records) >= 2
     items = []
@@ -91,7 +84,7 @@ def test_a_drafted_split_scored_against_its_perturbed_self_in_two_layouts(java, 
     pred = write_predictions(tmp_path / "pred.parquet", items)
     a = _invoke([pred, out, "--split", "val", "--out", tmp_path / "a"])
     assert a.exit_code == 0, a.output
-    b = _invoke([pred, tmp_path / "gpd", "--split", "val", "--out", tmp_path / "b"])
+    b = _invoke([pred, gp_demo / "geopixeld", "--split", "val", "--out", tmp_path / "b"])
     assert b.exit_code == 0, b.output
     ra, rb = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("a", "b"))
     for key in ("meteor", "cider", "ap50", "miou", "recall"):

@@ -9,12 +9,12 @@ TARGETS = {t: Target(t, k, "x", (i,), RLE) for i, (t, k) in
            enumerate([("tennis court-1", "instance"), ("tennis court-2", "instance"), ("small vehicles-1", "group")])}
 
 
-def test_spans_kinds_and_order():
+def test_spans_tiers_and_order():
     d = "A view. The <p> tennis court-2 </p> [SEG] is blue, the <p> small vehicles-1 </p> [SEG] park."
     g = ground(d, TARGETS)
     assert g.ok and [p.tag for p in g.phrases] == ["tennis court-2", "small vehicles-1"]
     assert [d[p.start : p.end] for p in g.phrases] == ["tennis court-2", "small vehicles-1"]
-    assert [p.kind for p in g.phrases] == ["instance", "group"] and g.missing == ["tennis court-1"]
+    assert [p.tier for p in g.phrases] == ["instance", "group"] and g.missing == ["tennis court-1"]
 
 
 def test_invented_duplicated_and_broken_markup_are_errors():

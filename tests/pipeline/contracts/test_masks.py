@@ -45,12 +45,17 @@ def _assert_same_as_pycocotools(crop, x0, y0, h, w):
 # ---------------------------------------------------------------- crop_to_rle
 
 
+def random_placement(rng, lo: int, hi: int):
+    """(canvas h, w, crop h, w, crop x0, y0): a crop somewhere inside a canvas of sides in [lo, hi)."""
+    h, w = (int(v) for v in rng.integers(lo, hi, 2))
+    ch, cw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+    return h, w, ch, cw, int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+
+
 def test_crop_to_rle_equals_full_canvas_encoding_randomised():
     rng = np.random.default_rng(20240607)
     for _ in range(600):
-        h, w = (int(v) for v in rng.integers(1, 48, 2))
-        ch, cw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        h, w, ch, cw, x0, y0 = random_placement(rng, 1, 48)
         crop = rng.random((ch, cw)) < rng.random()
         if rng.random() < 0.3:  # empty columns inside the crop
             crop[:, rng.random(cw) < 0.5] = False
@@ -206,9 +211,7 @@ def test_full_image_rle_to_crop_of_an_empty_mask_is_none():
 def test_full_image_rle_to_crop_inverts_crop_to_rle():
     rng = np.random.default_rng(3)
     for _ in range(100):
-        h, w = (int(v) for v in rng.integers(2, 30, 2))
-        ch, cw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        h, w, ch, cw, x0, y0 = random_placement(rng, 2, 30)
         crop = rng.random((ch, cw)) < 0.6
         crop[0, int(rng.integers(cw))] = crop[-1, int(rng.integers(cw))] = True
         crop[int(rng.integers(ch)), 0] = crop[int(rng.integers(ch)), -1] = True  # tight bounding box

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.drafting.stage import run_draft
-from pipeline.planning.stage import run_plan
-from tests.conftest import make_config
+from pipeline.synthetic.tiny_build import tiny_build
 
 
 @pytest.fixture(scope="session")
 def drafted_once(tiny_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("curation") / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
-    run_draft(out, "val", progress=False)
-    return out
+    return tiny_build(tmp_path_factory.mktemp("curation"), splits=("val",), source=tiny_root)
 
 
 @pytest.fixture

@@ -229,10 +229,10 @@ def _make_hostile(r: dict) -> None:
     tag = old + " <img src=x onerror=\"window.__xss=8\">"
     desc = HOSTILE + " " + r["description"].replace(f"<p> {old} </p>", f"<p> {tag} </p>", 1)
     phrases = [{**p, "tag": tag if p["tag"] == old else p["tag"]} for p in r["phrases"]]
-    targets = {p["tag"]: Target(p["tag"], p["kind"], p["category"], tuple(p["object_ids"]), p["rle"]) for p in phrases}
+    targets = {p["tag"]: Target(p["tag"], p["tier"], p["category"], tuple(p["object_ids"]), p["rle"]) for p in phrases}
     g = ground(desc, targets)
     assert g.ok and not g.missing
-    r.update(description=desc, phrases=[dict(p.__dict__) for p in g.phrases], holistic=HOSTILE)
+    r.update(description=desc, phrases=[p.to_row() for p in g.phrases], holistic=HOSTILE)
 
 
 def test_hostile_descriptions_run_nothing(drafted, browser, tmp_path):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.contracts import masks
+from pipeline.contracts.gcg_schema import GCG_SCHEMA_VERSION, Dropped, GCGRecord, Phrase, Provenance
 from pipeline.curation.content import (REJECTED, CurationError, Decided, Resolution, apply, check_edit, content_hash,
                                        segments)
 from pipeline.curation.policies import resolve
-from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.grounding import PHRASE_RE
 
 T = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -22,17 +28,11 @@ def _rle(x0: int) -> dict:
     return masks.from_coco(__import__("pycocotools.mask", fromlist=["encode"]).encode(np.asfortranarray(m)))
 
 
-def _record(description: str) -> dict:
-    tags = [m["text"] for m in PHRASE.finditer(description)]
-    phrases = []
-    for i, m in enumerate(PHRASE.finditer(description)):
-        phrases.append({"tag": m["text"], "start": m.start("text"), "end": m.end("text"), "kind": "instance",
-                        "category": m["text"].rsplit("-", 1)[0], "object_ids": [i + 1], "rle": _rle(i * 4)})
-    assert len(tags) == len(phrases)
-    return {"schema_version": 1, "patch_id": "P1", "split": "val", "image_path": None, "width": 20, "height": 20,
-            "description": description, "phrases": phrases, "holistic": "h", "instance_texts": [], "group_texts": [],
-            "dropped": [{"tag": "ship-9", "reason": "planned but left out"}], "failures": [], "status": "ok",
-            "error": None, "provenance": {"drafter": "lmm"}, "curation_status": "pending"}
+def _record(description: str) -> GCGRecord:
+    phrases = [Phrase(m["text"], m.start("text"), m.end("text"), "instance", m["text"].rsplit("-", 1)[0], [i + 1],
+                      _rle(i * 4)) for i, m in enumerate(PHRASE_RE.finditer(description))]
+    return GCGRecord("P1", "val", None, 20, 20, description=description, phrases=phrases, holistic="h",
+                     dropped=[Dropped("ship-9", "planned but left out")], status="ok", provenance=Provenance("lmm"))
 
 
 DESC = ("An aerial view. The <p> plane-1 </p> [SEG] is large. The <p> tennis court-1 </p> [SEG] sits next to the "
@@ -69,15 +69,15 @@ def test_apply_edit_reject_and_respan():
                                            "The clay <p> tennis court-1 </p> [SEG] lies beside the <p> plane-2 </p> [SEG]."),
                  "plane-2": Decided("reject", T + timedelta(seconds=1), "ann")})
     out, counts = apply(rec, res)
-    assert out["description"] == "An aerial view. The clay <p> tennis court-1 </p> [SEG] lies beside the plane.  A road runs across."
-    assert [p["tag"] for p in out["phrases"]] == ["tennis court-1"]
-    p = out["phrases"][0]
-    assert out["description"][p["start"] : p["end"]] == "tennis court-1"
-    assert p["rle"] == rec["phrases"][1]["rle"] and p["object_ids"] == [2]  # the mask stays with its tag
-    assert out["dropped"] == rec["dropped"] + [{"tag": "plane-1", "reason": REJECTED}, {"tag": "plane-2", "reason": REJECTED}]
-    assert out["curation_status"] == "accepted" and out["status"] == "ok"
+    assert out.description == "An aerial view. The clay <p> tennis court-1 </p> [SEG] lies beside the plane.  A road runs across."
+    assert [p.tag for p in out.phrases] == ["tennis court-1"]
+    p = out.phrases[0]
+    assert out.description[p.start : p.end] == "tennis court-1"
+    assert p.rle == rec.phrases[1].rle and p.object_ids == [2] and p.tier == "instance"  # the mask stays with its tag
+    assert out.dropped == rec.dropped + [Dropped("plane-1", REJECTED), Dropped("plane-2", REJECTED)]
+    assert out.curation_status == "accepted" and out.status == "ok"
     assert counts == {"phrases_edited": 1, "phrases_rejected": 2}
-    assert rec["description"] == DESC  # the input row is not changed
+    assert rec.description == DESC and len(rec.dropped) == 1  # the input record is not changed
 
 
 def test_accepting_a_patch_accepts_undecided_phrases_and_flags_count_only_explicit_ones():
@@ -85,11 +85,11 @@ def test_accepting_a_patch_accepts_undecided_phrases_and_flags_count_only_explic
     _, counts = apply(rec, Resolution(patch=Decided("accept", T, "a")))
     assert counts == {"phrases_accepted": 3}
     out, counts = apply(rec, Resolution(patch=Decided("flag", T, "a", "blurry"), phrases={"plane-1": Decided("accept", T, "a")}))
-    assert out["curation_status"] == "flagged" and counts == {"phrases_accepted": 1}
+    assert out.curation_status == "flagged" and counts == {"phrases_accepted": 1}
     out, counts = apply(rec, Resolution(patch=Decided("reject", T, "a")))
-    assert out["curation_status"] == "rejected" and not counts
+    assert out.curation_status == "rejected" and not counts
     out, _ = apply(rec, Resolution(phrases={"plane-1": Decided("accept", T, "a")}))
-    assert out["curation_status"] == "pending" and out["description"] == DESC
+    assert out.curation_status == "pending" and out.description == DESC
 
 
 def test_an_edit_that_invents_a_tag_is_refused():
@@ -101,8 +101,29 @@ def test_an_edit_that_invents_a_tag_is_refused():
 
 def test_content_hash_ignores_curation_status_only():
     rec = _record(DESC)
-    assert content_hash(rec) == content_hash({**rec, "curation_status": "accepted"})
-    assert content_hash(rec) != content_hash({**rec, "description": DESC + " "})
+    assert content_hash(rec) == content_hash(replace(rec, curation_status="accepted"))
+    assert content_hash(rec) != content_hash(replace(rec, description=DESC + " "))
+    assert content_hash(rec) != content_hash(replace(rec, phrases=[replace(rec.phrases[0], tier="group"), *rec.phrases[1:]]))
+
+
+DATA = Path(__file__).parents[1] / "contracts" / "data"  # GCG schema 2 records and their plans (make_gcg_v2.py)
+
+
+def test_decisions_on_version_2_records_still_hold_on_the_same_content_as_version_3():
+    """Exports and the ledger keep content hashes computed on schema-2 rows: the same record, read from its v2 row
+    or written as v3 (with its plan's georeference), has the hash schema 2 computed."""
+    plans = {r["patch_id"]: r for r in pq.read_table(DATA / "gcg_v2_plans.parquet").to_pylist()}
+    for row in pq.read_table(DATA / "gcg_v2_records.parquet").to_pylist():
+        body = {k: v for k, v in row.items() if k != "curation_status"}  # the hash as schema 2 computed it
+        v2_hash = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                            default=str).encode()).hexdigest()
+        assert content_hash(GCGRecord.from_row(row)) == v2_hash
+        plan = plans[row["patch_id"]]
+        v3 = {**row, "schema_version": GCG_SCHEMA_VERSION, **{k: plan[k] for k in ("source_image", "window", "crs", "transform")},
+              "phrases": [{**{k: v for k, v in p.items() if k != "kind"}, "tier": p["kind"]} for p in row["phrases"]]}
+        rec = GCGRecord.from_row(v3)
+        assert rec.window is not None and content_hash(rec) == v2_hash
+        assert content_hash(replace(rec, holistic="another text")) != v2_hash
 
 
 def _row(curator, item, decision, minutes, text=None, sha="f1"):
@@ -129,7 +150,7 @@ def test_policy_third_look_holds_a_tie_until_a_third_curator_decides():
     res, conflicts = resolve("P1", rows, "third-look")
     assert res.patch is None and res.needs_look and conflicts[0].settled is None
     out, _ = apply(_record(DESC), res)
-    assert out["curation_status"] == "pending"
+    assert out.curation_status == "pending"
     res, conflicts = resolve("P1", rows + [_row("cy", "patch", "accept", 0)], "third-look")
     assert res.patch.decision == "accept" and not res.needs_look and conflicts[0].settled == "accept"
 

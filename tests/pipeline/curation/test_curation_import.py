@@ -15,7 +15,7 @@ from pipeline.curation import (DecisionFileError, ExportFilter, SheetSettings, c
                                export_sheets, import_decisions, stage_for_build)
 from pipeline.curation.content import REJECTED, segments
 from pipeline.curation.ledger import LEDGER_SCHEMA
-from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.grounding import PHRASE_RE
 from pipeline.contracts.shards import read_manifest
 from tests.pipeline.curation.curation_helpers import decision_file, export_manifest, records, rewrite_records
 
@@ -107,7 +107,7 @@ def test_round_trip_applies_decisions_and_records_them(drafted, tmp_path):
     assert ra["curation_status"] == "accepted" and "Edited: " in ra["description"]
     assert [p["tag"] for p in ra["phrases"]] == [p["tag"] for p in recs[a]["phrases"] if p["tag"] != t_rej]
     assert all(ra["description"][p["start"] : p["end"]] == p["tag"] for p in ra["phrases"])
-    assert ra["description"].count("[SEG]") == len(ra["phrases"]) == len(PHRASE.findall(ra["description"]))
+    assert ra["description"].count("[SEG]") == len(ra["phrases"]) == len(PHRASE_RE.findall(ra["description"]))
     assert {"tag": t_rej, "reason": REJECTED} in ra["dropped"] and t_rej not in ra["description"]
     assert (cur[b]["curation_status"], cur[c]["curation_status"], cur[d]["curation_status"]) == ("rejected", "flagged", "pending")
     assert cur[d]["description"] == recs[d]["description"]

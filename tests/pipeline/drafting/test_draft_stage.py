@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -10,18 +11,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.contracts import masks
-from pipeline.drafting.stage import PlansNotReady, export_split, run_draft
+from pipeline.contracts.shards import PlansNotReady
+from pipeline.contracts.config import SourceConfig
+from pipeline.contracts.plan_schema import row_to_plan
+from pipeline.drafting.stage import run_draft, template_record
+from pipeline.ingest import vocabulary_for
+from pipeline.release.geopixeld import export_split
 from pipeline.contracts.geopixeld_format import polygons_to_mask
 from pipeline.contracts.gcg_schema import GCG_SCHEMA
-from pipeline.contracts.grounding import PHRASE
+from pipeline.contracts.grounding import PHRASE_RE
 from pipeline.planning.stage import run_plan
-from tests.conftest import make_config
+from pipeline.synthetic.tiny_build import plan_config
 
 
 @pytest.fixture
 def planned(tiny_root, tmp_path):
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
+    run_plan(plan_config(tiny_root, out), progress=False)
     return out
 
 
@@ -33,13 +39,14 @@ def test_every_planned_instance_and_group_is_grounded(planned):
     assert recs.schema.field("phrases").type == GCG_SCHEMA.field("phrases").type
     for r in recs.to_pylist():
         plan = plans[r["patch_id"]]
-        tags = [m["text"] for m in PHRASE.finditer(r["description"])]
+        tags = [m["text"] for m in PHRASE_RE.finditer(r["description"])]
         planned_tags = [o["tag"] for o in plan["objects"] if o["tier"] == "instance"] + [g["tag"] for g in plan["groups"]]
         assert sorted(tags) == sorted(planned_tags) and r["description"].count("[SEG]") == len(tags)
         assert [r["description"][p["start"] : p["end"]] for p in r["phrases"]] == tags
         groups = {g["tag"]: g for g in plan["groups"]}
+        assert all(r[k] == plan[k] for k in ("source_image", "window", "crs", "transform"))  # the plan's georeference
         for p in r["phrases"]:
-            if p["kind"] == "group":
+            if p["tier"] == "group":
                 assert p["rle"]["counts"] == groups[p["tag"]]["rle"]["counts"]
                 assert p["object_ids"] == list(groups[p["tag"]]["member_ids"])
         assert r["provenance"]["drafter"] == "template" and r["provenance"]["model"] is None
@@ -56,13 +63,30 @@ def test_records_of_another_schema_version_are_redrafted_not_mixed(planned):
     first = run_draft(planned, "val", progress=False)
     rec_dir = planned / "val/records"
     old = read_manifest(rec_dir)
-    old["schema_version"] = GCG_SCHEMA_VERSION - 1  # as left by an earlier release
+    old["schema_version"] = GCG_SCHEMA_VERSION - 1  # as left by an earlier release, which wrote no identity key
+    old.pop("identity", None)
     write_manifest(rec_dir, old)
     again = run_draft(planned, "val", progress=False)
     assert again.stats["skipped"] == 0 and again.stats["records"] == first.stats["records"]
     assert read_manifest(rec_dir)["schema_version"] == GCG_SCHEMA_VERSION
     for shard in rec_dir.glob("records-*.parquet"):
         assert pq.read_schema(shard).metadata[b"geopixeld.schema_version"] == str(GCG_SCHEMA_VERSION).encode()
+
+
+def test_template_records_are_the_version_2_rows_with_only_the_version_3_changes():
+    """Records drafted now from the plans of tests/pipeline/contracts/data are, column for column, what the
+    schema-2 code drafted from them, plus the plan's georeference and `kind` renamed `tier`."""
+    data = Path(__file__).parents[1] / "contracts" / "data"
+    plans = {r["patch_id"]: r for r in pq.read_table(data / "gcg_v2_plans.parquet").to_pylist()}
+    vocab = vocabulary_for(SourceConfig(root=data))
+    for old in pq.read_table(data / "gcg_v2_records.parquet").to_pylist():
+        plan = plans[old["patch_id"]]
+        new = template_record(row_to_plan(plan), vocab).to_row()
+        assert {k: new[k] for k in ("source_image", "window", "crs", "transform")} == {
+            k: plan[k] for k in ("source_image", "window", "crs", "transform")}
+        expected = {**old, "schema_version": 3, **{k: plan[k] for k in ("source_image", "window", "crs", "transform")},
+                    "phrases": [{**{k: v for k, v in p.items() if k != "kind"}, "tier": p["kind"]} for p in old["phrases"]]}
+        assert new == expected
 
 
 def test_export_reads_back_to_the_record_masks(planned, tmp_path):
@@ -87,14 +111,3 @@ def test_export_reads_back_to_the_record_masks(planned, tmp_path):
 def test_draft_needs_finished_plans(tmp_path):
     with pytest.raises(PlansNotReady, match="geopixeld plan"):
         run_draft(tmp_path, "val", progress=False)
-
-
-def test_template_sentences_read_naturally():
-    from annotations.template_drafter import instance_sentence
-    from pipeline.contracts.records import PlannedObject
-
-    o = PlannedObject(1, 4, "tennis court", {}, (0, 0, 1, 1), 1, (0, 0), "top left", "small", 0.0, "vertical", 90.0,
-                      3.0, False, tier="instance", mark=1, tag="tennis court-1")
-    assert instance_sentence(o) == "The <p> tennis court-1 </p> [SEG] is a small tennis court at the top left, oriented vertically."
-    o.orientation, o.truncated = "diagonal from top left to bottom right", True
-    assert instance_sentence(o).endswith("running diagonally from top left to bottom right, partly cut by the image border.")

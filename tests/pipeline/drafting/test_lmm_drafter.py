@@ -13,7 +13,7 @@ from pipeline.drafting.stage import run_draft
 from pipeline.drafting.lmm_client import Endpoint, LMMUnavailable
 from pipeline.drafting.lmm_drafter import LMMSettings
 from pipeline.planning.stage import run_plan
-from tests.conftest import make_config
+from pipeline.synthetic.tiny_build import plan_config
 from pipeline.synthetic.vllm_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 @pytest.fixture
 def planned(tiny_root, tmp_path):
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out, filters={"max_objects": 20}), progress=False)  # a couple of patches
+    run_plan(plan_config(tiny_root, out, filters={"max_objects": 20}), progress=False)  # a couple of patches
     return out
 
 
@@ -48,6 +48,7 @@ def test_lmm_records_are_grounded_or_refused(vllm_server, planned, mode):
         plan = plans[r["patch_id"]]
         planned_tags = {o["tag"] for o in plan["objects"] if o["tier"] == "instance"} | {g["tag"] for g in plan["groups"]}
         assert r["provenance"]["drafter"] == "lmm" and r["provenance"]["model"] == "tiny"
+        assert all(r[k] == plan[k] for k in ("source_image", "window", "crs", "transform"))  # the plan's georeference
         assert len(r["provenance"]["prompt_hashes"]) == 5
         assert json.loads(r["provenance"]["sampling"])["instance_mode"] == mode
         _check_prompts(r, plan, mode, cached)
@@ -66,6 +67,7 @@ def test_lmm_records_are_grounded_or_refused(vllm_server, planned, mode):
             src = next((o for o in plan["objects"] if o["tag"] == p["tag"]), None) or next(
                 g for g in plan["groups"] if g["tag"] == p["tag"])
             assert p["rle"]["counts"] == src["rle"]["counts"]
+            assert p["tier"] == ("group" if "member_ids" in src else "instance")
     assert merge_retried > 0  # a random model's merges rarely ground: retried, each a new request (checked above)
 
 
@@ -115,7 +117,7 @@ def test_server_restart_mid_run_resumes_without_repeating_answered_requests(vllm
     import time
 
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
+    run_plan(plan_config(tiny_root, out), progress=False)
     ep = Endpoint(vllm_server.url, vllm_server.model, vllm_server.api_key_env)
     settings = LMMSettings([ep], max_in_flight=2, timeout=10)
     errors = []

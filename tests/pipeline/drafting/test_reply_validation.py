@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -32,3 +33,28 @@ def test_valid_reply_and_cut_off_flag():
     with pytest.raises(ReplyInvalid, match="cut off"):
         parse_reply('{"mark": 2, "sentence": "a red roof"}', SCHEMA, finish_reason="length")
     assert response_format("x", SCHEMA)["json_schema"]["schema"] is SCHEMA
+
+
+def test_chained_bounds_collapse_to_one_and_mean_the_same():
+    from annotations.ask import MARKUP, PLAIN, bounded_text
+    from pipeline.drafting.reply_validation import collapse_repeats
+
+    assert collapse_repeats(bounded_text(2000, MARKUP)["pattern"]) == f"^{MARKUP}{{1,2000}}$"
+    assert collapse_repeats(bounded_text(300, PLAIN)["pattern"]) == f"^{PLAIN}{{1,300}}$"
+    assert collapse_repeats("^a{1,2}[x]{0,3}$") == "^a{1,2}[x]{0,3}$"  # only character classes, only adjacent runs
+    assert collapse_repeats("^[a]{1,2}-[a]{0,3}$") == "^[a]{1,2}-[a]{0,3}$"
+
+
+@pytest.mark.parametrize("length, ok", [(2000, True), (2001, False), (5000, False)])
+def test_an_over_long_reply_is_refused_not_backtracked_for_ever(length, ok):
+    """Checked as the server's chained pattern, one character too many backtracks through every split of the
+    string (the 2,000-character merge bound never finished); the collapsed pattern refuses it at once."""
+    from annotations.ask import MARKUP, bounded_text, object_schema
+
+    schema = object_schema({"description": bounded_text(2000, MARKUP)})
+    reply = json.dumps({"description": "x" * length})
+    if ok:
+        assert parse_reply(reply, schema) == {"description": "x" * length}
+    else:
+        with pytest.raises(ReplyInvalid, match="breaks its schema at description"):
+            parse_reply(reply, schema)

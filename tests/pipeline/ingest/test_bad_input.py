@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.contracts.quarantine import BadRecord
 from pipeline.planning.stage import run_plan
-from tests.conftest import make_config
+from pipeline.synthetic.tiny_build import plan_config
 
 JSON_REL = "val/Annotations/iSAID_val.json"
 
@@ -40,7 +40,7 @@ def _first_ann(data, image_name="P0003.png"):
 
 
 def _issues(root, tmp_path, **kw):
-    summary = run_plan(make_config(root, tmp_path / "out", **kw), progress=False)
+    summary = run_plan(plan_config(root, tmp_path / "out", **kw), progress=False)
     return summary, {(i.kind, i.image, i.ann_id): i for i in summary.issues}
 
 
@@ -134,7 +134,7 @@ def test_strict_stops_at_first_bad_record_and_keeps_finished_shards(bad_root, tm
     (bad_root / "val/images" / names[-1]).write_bytes(b"garbage")  # the last image of the last shard
     out = tmp_path / "out"
     with pytest.raises(BadRecord, match="image-unreadable"):
-        run_plan(make_config(bad_root, out, strict=True, output={"shard_images": 1}), progress=False)
+        run_plan(plan_config(bad_root, out, strict=True, output={"shard_images": 1}), progress=False)
     manifest = json.loads((out / "val/plans/_manifest.json").read_text())
     assert len(manifest["shards"]) == 2 and not manifest["complete"]
     assert not list(out.rglob("*.tmp"))

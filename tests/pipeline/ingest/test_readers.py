@@ -15,8 +15,8 @@ from pipeline.contracts import masks
 from pipeline.contracts.quarantine import Quarantine
 from pipeline.ingest import open_source
 from pipeline.planning.stage import run_plan
-from pipeline.planning.tiling import parse_patch_name, tile_windows
-from tests.conftest import make_config
+from pipeline.contracts.tiling import parse_patch_name, tile_windows
+from pipeline.synthetic.tiny_build import plan_config
 
 
 def _rows(out, split="val"):
@@ -42,7 +42,7 @@ def _assert_same_objects(a, b, min_iou):
 
 def test_isaid_reader_finds_images_and_annotations(tiny_root):
     q = Quarantine()
-    src = open_source(make_config(tiny_root, tiny_root / "unused").source, q)
+    src = open_source(plan_config(tiny_root, tiny_root / "unused").source, q)
     assert not q.issues
     p3 = next(im for im in src.images if im.name == "P0003")
     assert (p3.width, p3.height) == (1147, 1023)
@@ -54,7 +54,7 @@ def test_p0003_patch_names_match_geopixeld(tiny_root, tmp_path):
     names = {f"P0003_{w.y0}_{w.y1}_{w.x0}_{w.x1}" for w in tile_windows(1147, 1023)}
     assert {"P0003_0_800_347_1147", "P0003_223_1023_0_800"} <= names and len(names) == 4
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
+    run_plan(plan_config(tiny_root, out), progress=False)
     planned = {pid for pid in _rows(out) if pid.startswith("P0003")}
     assert planned and planned <= names
     for pid in planned:
@@ -63,15 +63,15 @@ def test_p0003_patch_names_match_geopixeld(tiny_root, tmp_path):
 
 
 def test_mask_png_reader_agrees_with_coco_json(tiny_root, tmp_path):
-    run_plan(make_config(tiny_root, tmp_path / "json"), progress=False)
-    run_plan(make_config(tiny_root, tmp_path / "png", source={"format": "isaid-masks"}), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "json"), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "png", source={"format": "isaid-masks"}), progress=False)
     _assert_same_objects(_rows(tmp_path / "json"), _rows(tmp_path / "png"), min_iou=0.9)
 
 
 def test_devkit_patches_with_json_and_with_masks(tiny_root, tmp_path):
     patches_root = tiny_root / "patches"
-    run_plan(make_config(tiny_root, tmp_path / "whole"), progress=False)
-    run_plan(make_config(patches_root, tmp_path / "pj", source={"format": "isaid-patches"}), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "whole"), progress=False)
+    run_plan(plan_config(patches_root, tmp_path / "pj", source={"format": "isaid-patches"}), progress=False)
     whole, pj = _rows(tmp_path / "whole"), _rows(tmp_path / "pj")
     assert pj and set(pj) <= set(whole) | {r for r in pj if "_" not in r}
     for pid, row in pj.items():
@@ -89,7 +89,7 @@ def test_devkit_patches_with_json_and_with_masks(tiny_root, tmp_path):
     shutil.copytree(patches_root, masks_only)
     for j in masks_only.rglob("*.json"):
         j.unlink()
-    run_plan(make_config(masks_only, tmp_path / "pm", source={"format": "isaid-patches"}), progress=False)
+    run_plan(plan_config(masks_only, tmp_path / "pm", source={"format": "isaid-patches"}), progress=False)
     pm = _rows(tmp_path / "pm")
     for pid in set(pm) & set(whole):
         a, b = _category_masks(whole[pid]), _category_masks(pm[pid])
@@ -109,7 +109,7 @@ def test_generic_coco_with_category_map(tiny_root, tmp_path):
     shutil.copytree(tiny_root / "val/images", root / "imgs")
     (root / "ann.json").write_text(json.dumps(data))
     vehicles = {"src_Small_Vehicle": "vehicle", "108": "vehicle"}
-    cfg = make_config(root, tmp_path / "out", source={
+    cfg = plan_config(root, tmp_path / "out", source={
         "format": "coco", "annotations": "ann.json", "images": "imgs",
         "categories": [{"id": 1, "name": "vehicle", "plural": "vehicles", "tier": "group"},
                        {"id": 2, "name": "court", "tier": "instance"}],
@@ -128,7 +128,7 @@ def test_generic_coco_with_category_map(tiny_root, tmp_path):
 def test_unknown_map_target_is_refused(tiny_root, tmp_path):
     from pipeline.ingest import SourceError
 
-    cfg = make_config(tiny_root, tmp_path / "o", source={"format": "coco", "annotations": "val/Annotations/iSAID_val.json",
+    cfg = plan_config(tiny_root, tmp_path / "o", source={"format": "coco", "annotations": "val/Annotations/iSAID_val.json",
                                                            "category_map": {"1": "spaceship"}})
     with pytest.raises(SourceError, match="spaceship"):
         run_plan(cfg, progress=False)
@@ -136,7 +136,7 @@ def test_unknown_map_target_is_refused(tiny_root, tmp_path):
 
 def test_geotiff_keeps_crs_and_patch_transforms(tiny_geotiff_root, tmp_path):
     out = tmp_path / "out"
-    run_plan(make_config(tiny_geotiff_root, out), progress=False)
+    run_plan(plan_config(tiny_geotiff_root, out), progress=False)
     rows = _rows(out)
     assert rows
     for row in rows.values():
@@ -154,8 +154,8 @@ def test_release_folder_without_json_is_read_from_its_mask_pngs(tiny_root, tmp_p
     root = tmp_path / "masks_only"
     shutil.copytree(tiny_root / "val", root / "val")
     (root / "val/Annotations/iSAID_val.json").unlink()
-    run_plan(make_config(root, tmp_path / "png"), progress=False)
-    run_plan(make_config(tiny_root, tmp_path / "json"), progress=False)
+    run_plan(plan_config(root, tmp_path / "png"), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "json"), progress=False)
     _assert_same_objects(_rows(tmp_path / "json"), _rows(tmp_path / "png"), min_iou=0.9)
 
 
@@ -174,8 +174,8 @@ def test_coco_rle_segmentations_plan_like_polygons(tiny_root, tmp_path):
     shutil.copytree(tiny_root / "val/images", root / "val/images")
     (root / "val/Annotations").mkdir(parents=True)
     (root / "val/Annotations/iSAID_val.json").write_text(json.dumps(data))
-    run_plan(make_config(root, tmp_path / "rle"), progress=False)
-    run_plan(make_config(tiny_root, tmp_path / "poly"), progress=False)
+    run_plan(plan_config(root, tmp_path / "rle"), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "poly"), progress=False)
     # pycocotools rasterises polygons a little thinner than OpenCV (right and bottom edges), which tells on
     # small objects such as pools: the same objects, close pixels
     _assert_same_objects(_rows(tmp_path / "poly"), _rows(tmp_path / "rle"), min_iou=0.85)

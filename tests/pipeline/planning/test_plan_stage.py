@@ -15,8 +15,9 @@ from annotations.marks import mark_box
 from pipeline.contracts import masks
 from pipeline.contracts.imageio import read_image
 from pipeline.contracts.plan_schema import PLAN_SCHEMA, PLAN_SCHEMA_VERSION, row_to_plan
-from pipeline.planning.stage import OutputMismatch, run_plan
-from tests.conftest import make_config
+from pipeline.contracts.shards import ManifestMismatch
+from pipeline.planning.stage import run_plan
+from pipeline.synthetic.tiny_build import plan_config
 
 
 def _table(out, split="val"):
@@ -25,7 +26,7 @@ def _table(out, split="val"):
 
 def test_plan_reads_back_with_pandas_and_pyarrow(tiny_root, tmp_path):
     out = tmp_path / "out"
-    summary = run_plan(make_config(tiny_root, out), progress=False)
+    summary = run_plan(plan_config(tiny_root, out), progress=False)
     manifest = json.loads((out / "val/plans/_manifest.json").read_text())
     assert manifest["complete"] and manifest["schema_version"] == PLAN_SCHEMA_VERSION
     df = pd.read_parquet(out / "val" / "plans")
@@ -55,7 +56,7 @@ def test_plan_reads_back_with_pandas_and_pyarrow(tiny_root, tmp_path):
         for mk in plan.marks:
             obj = by_id[mk.object_id]
             assert obj.mark == mk.number and masks.decode(obj.rle)[mk.y, mk.x] == 1
-            w, h = mark_box(mk.number, make_config(tiny_root, out).marks)
+            w, h = mark_box(mk.number, plan_config(tiny_root, out).marks)
             boxes.append((mk.x - w // 2, mk.y - h // 2, mk.x - w // 2 + w, mk.y - h // 2 + h))
         for i, a in enumerate(boxes):
             for b in boxes[i + 1 :]:
@@ -75,7 +76,7 @@ def test_plan_reads_back_with_pandas_and_pyarrow(tiny_root, tmp_path):
 
 def test_rerun_skips_finished_shards_and_redoes_damaged_ones(tiny_root, tmp_path):
     out = tmp_path / "out"
-    cfg = make_config(tiny_root, out, output={"shard_images": 1})
+    cfg = plan_config(tiny_root, out, output={"shard_images": 1})
     first = run_plan(cfg, progress=False)
     assert first.shards_total == 3 and first.shards_skipped == 0
     before = _table(out)
@@ -93,7 +94,7 @@ def test_crash_keeps_finished_shards_and_resumes(tiny_root, tmp_path, monkeypatc
     import pipeline.planning.stage as run_mod
 
     out = tmp_path / "out"
-    cfg = make_config(tiny_root, out, output={"shard_images": 1})
+    cfg = plan_config(tiny_root, out, output={"shard_images": 1})
     real = run_mod.plan_image
     calls = []
 
@@ -114,40 +115,40 @@ def test_crash_keeps_finished_shards_and_resumes(tiny_root, tmp_path, monkeypatc
     resumed = run_plan(cfg, progress=False)
     assert resumed.shards_skipped == 1
     fresh = tmp_path / "fresh"
-    run_plan(make_config(tiny_root, fresh, output={"shard_images": 1}), progress=False)
+    run_plan(plan_config(tiny_root, fresh, output={"shard_images": 1}), progress=False)
     assert _table(out).equals(_table(fresh))
 
 
 def test_other_config_in_same_output_is_refused(tiny_root, tmp_path):
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out), progress=False)
-    other = make_config(tiny_root, out, tiers={"max_marks": 2})
-    with pytest.raises(OutputMismatch, match="--overwrite"):
+    run_plan(plan_config(tiny_root, out), progress=False)
+    other = plan_config(tiny_root, out, tiers={"max_marks": 2})
+    with pytest.raises(ManifestMismatch, match="--overwrite"):
         run_plan(other, progress=False)
     run_plan(other, progress=False, overwrite=True)
     assert max(len(m) for m in _table(out).column("marks").to_pylist()) <= 2
 
 
 def test_two_worker_processes_give_the_same_plans(tiny_root, tmp_path):
-    run_plan(make_config(tiny_root, tmp_path / "a", output={"shard_images": 1}), progress=False)
-    run_plan(make_config(tiny_root, tmp_path / "b", output={"shard_images": 1}, workers=2), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "a", output={"shard_images": 1}), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "b", output={"shard_images": 1}, workers=2), progress=False)
     assert _table(tmp_path / "a").equals(_table(tmp_path / "b"))
 
 
 def test_filters_drop_patches(tiny_root, tmp_path):
-    base = run_plan(make_config(tiny_root, tmp_path / "a"), progress=False)
-    dense = run_plan(make_config(tiny_root, tmp_path / "b", filters={"min_objects": 25}), progress=False)
+    base = run_plan(plan_config(tiny_root, tmp_path / "a"), progress=False)
+    dense = run_plan(plan_config(tiny_root, tmp_path / "b", filters={"min_objects": 25}), progress=False)
     assert 0 < dense.stats["kept"] < base.stats["kept"]
     assert all(len(r["objects"]) >= 25 for r in _table(tmp_path / "b").to_pylist())
     assert dense.stats["dropped: fewer than 25 objects"] == base.stats["kept"] - dense.stats["kept"]
-    none = run_plan(make_config(tiny_root, tmp_path / "c", tiers={"max_marks": 0}, filters={"require_instance": True}),
+    none = run_plan(plan_config(tiny_root, tmp_path / "c", tiers={"max_marks": 0}, filters={"require_instance": True}),
                     progress=False)
     assert none.stats["kept"] == 0 and none.stats["dropped: no key instance"] == base.stats["kept"]
 
 
 def test_plan_without_image_outputs(tiny_root, tmp_path):
     out = tmp_path / "out"
-    run_plan(make_config(tiny_root, out, output={"write_patches": False, "write_som": False}), progress=False)
+    run_plan(plan_config(tiny_root, out, output={"write_patches": False, "write_som": False}), progress=False)
     rows = _table(out).to_pylist()
     assert rows and all(r["image_path"] is None and r["som_path"] is None for r in rows)
     assert not (out / "val" / "patches").exists()
@@ -157,6 +158,6 @@ def test_copy_of_dataset_plans_identically(tiny_root, tmp_path):
     """Plans depend on the data and the config, not on where the dataset lives."""
     copy = tmp_path / "copy"
     shutil.copytree(tiny_root / "val", copy / "val")
-    run_plan(make_config(tiny_root, tmp_path / "a"), progress=False)
-    run_plan(make_config(copy, tmp_path / "b"), progress=False)
+    run_plan(plan_config(tiny_root, tmp_path / "a"), progress=False)
+    run_plan(plan_config(copy, tmp_path / "b"), progress=False)
     assert _table(tmp_path / "a").drop(["source_path"]).equals(_table(tmp_path / "b").drop(["source_path"]))

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.contracts import masks
-from pipeline.release.dataset import DatasetSettings, dataset_row, verify, write_dataset
+from pipeline.contracts.gcg_schema import GCG_SCHEMA, GEOREF_COLUMNS, GCGRecord, Phrase, Provenance
+from pipeline.contracts.records import Georef, Window
+from pipeline.release.dataset import DatasetSettings, RecordsNotReady, dataset_row, verify, write_dataset
 from pipeline.release.card import PAPER
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, schema_reference
 from pipeline.drafting.stage import run_draft
 from pipeline.planning.stage import run_plan
 from pipeline.contracts.shards import read_manifest, write_manifest, write_table
-from tests.conftest import make_config
+from pipeline.synthetic.tiny_build import plan_config
 
 ROOT = Path(__file__).resolve().parents[3]
 NO_CURATION = DatasetSettings(require_curation=[])
@@ -28,7 +32,7 @@ NO_CURATION = DatasetSettings(require_curation=[])
 def drafted(tiny_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "out"
     for split in ("train", "val"):
-        run_plan(make_config(tiny_root, out, source={"split": split}, output={"shard_images": 2}), progress=False)
+        run_plan(plan_config(tiny_root, out, source={"split": split}, output={"shard_images": 2}), progress=False)
         run_draft(out, split, progress=False)
     return out
 
@@ -133,18 +137,51 @@ def test_embedded_images_carry_the_png_bytes(drafted, tmp_path):
     assert row["image"]["bytes"] == (s.folder / row["image"]["path"]).read_bytes() and row["image"]["bytes"][:4] == b"\x89PNG"
 
 
-def test_dataset_row_keeps_a_groups_union_and_its_members():
+def test_dataset_row_keeps_a_groups_union_its_members_and_the_records_georeference():
     rle = masks.crop_to_rle(np.ones((3, 4), bool), 2, 1, 10, 10)
-    rec = {"patch_id": "P1_0_10_0_10", "split": "val", "width": 10, "height": 10,
-           "description": "Three <p> small vehicles-1 </p> [SEG] parked.",
-           "phrases": [{"tag": "small vehicles-1", "start": 10, "end": 26, "kind": "group", "category": "small vehicle",
-                        "object_ids": [4, 5, 6], "rle": rle}],
-           "holistic": "h", "instance_texts": [], "group_texts": [], "dropped": [], "provenance": {"drafter": "lmm"},
-           "curation_status": "pending"}
-    row = dataset_row(rec, {"source_image": "P1", "window": [0, 0, 10, 10], "crs": None, "transform": None}, "x.png", None)
+    rec = GCGRecord("P1_0_10_0_10", "val", "patches/P1_0_10_0_10.png", 10, 10, source_image="P1",
+                    window=Window(0, 0, 10, 10), georef=Georef("WKT", (1.0, 0.0, 5.0, 0.0, -1.0, 9.0)),
+                    description="Three <p> small vehicles-1 </p> [SEG] parked.",
+                    phrases=[Phrase("small vehicles-1", 10, 26, "group", "small vehicle", [4, 5, 6], rle)],
+                    holistic="h", status="ok", provenance=Provenance("lmm"))
+    row = dataset_row(rec, "x.png", None)
     assert row["caption"] == "Three small vehicles parked."
+    assert (row["source_image"], row["window"], row["crs"], row["transform"]) == (
+        "P1", [0, 0, 10, 10], "WKT", [1.0, 0.0, 5.0, 0.0, -1.0, 9.0])
+    assert row["phrases"] == [{"tag": "small vehicles-1", "start": 10, "end": 26, "tier": "group", "mask_id": 0}]
     assert row["masks"][0] | {"rle": None} == {"mask_id": 0, "tier": "group", "category": "small vehicle",
                                              "object_ids": [4, 5, 6], "bbox": [2.0, 1.0, 4.0, 3.0], "area": 12, "rle": None}
+    pa.Table.from_pylist([row], schema=DATASET_SCHEMA)
+
+
+def test_the_release_takes_the_georeference_from_the_records_not_the_plans(drafted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(drafted, out)
+    plans = {r["patch_id"]: r for r in pd.read_parquet(out / "val/plans").to_dict("records")}
+    for shard in (out / "val/plans").glob("plans-*.parquet"):
+        shard.unlink()  # the release must not need them
+    s = write_dataset(out, ["val"], DatasetSettings(require_curation=[], export_geopixeld=False))
+    rows = pq.read_table(s.folder / "data/val").to_pylist()
+    assert rows and all(r["source_image"] == plans[r["patch_id"]]["source_image"]
+                        and r["window"] == list(plans[r["patch_id"]]["window"]) for r in rows)
+
+
+def test_a_record_of_schema_2_is_refused_with_what_to_do(drafted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(drafted, out)
+    rec_dir = out / "val/records"
+    m = read_manifest(rec_dir)
+    name = sorted(m["shards"])[0]
+    rows = pq.read_table(rec_dir / name).to_pylist()
+    v2 = [{**{k: v for k, v in r.items() if k not in GEOREF_COLUMNS}, "schema_version": 2,
+           "phrases": [{**p, "kind": p["tier"]} for p in r["phrases"]]} for r in rows]
+    v2_schema = pa.schema([f for f in GCG_SCHEMA if f.name not in GEOREF_COLUMNS])
+    v2_schema = v2_schema.set(v2_schema.get_field_index("phrases"), pa.field("phrases", pa.list_(pa.struct(
+        [pa.field("kind", pa.string()) if f.name == "tier" else f for f in GCG_SCHEMA.field("phrases").type.value_type]))))
+    m["shards"][name]["sha256"] = write_table(pa.Table.from_pylist(v2, schema=v2_schema), rec_dir / name)
+    write_manifest(rec_dir, m)
+    with pytest.raises(RecordsNotReady, match="no georeference.*draft split 'val' again"):
+        write_dataset(out, ["val"], DatasetSettings(require_curation=[], export_geopixeld=False, folder=str(tmp_path / "ds")))
 
 
 def test_docs_match_the_schema():

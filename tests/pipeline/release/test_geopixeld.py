@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.contracts.geopixeld_format import mask_to_polygons, polygons_to_mask, released_record, write_released
+from pipeline.contracts.geopixeld_format import mask_to_polygons, polygons_to_mask, released_record
+from pipeline.release.geopixeld import write_released
 
 SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "geopixeld-sample"
 

@@ -12,7 +12,7 @@ from shapely.geometry import Polygon
 
 from pipeline.contracts.categories import ISAID_CATEGORIES
 from pipeline.synthetic.isaid import SCALES, generate
-from pipeline.planning.tiling import tile_windows
+from pipeline.contracts.tiling import tile_windows
 
 COLOUR = {c.id: c.color for c in ISAID_CATEGORIES}
 P0003_PATCHES = {"P0003_0_800_0_800", "P0003_0_800_347_1147", "P0003_223_1023_0_800", "P0003_223_1023_347_1147"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.contracts.records import Window
-from pipeline.planning.tiling import parse_patch_name, patch_name, tile_windows, window_starts
+from pipeline.contracts.tiling import parse_patch_name, patch_name, tile_windows, window_starts
 
 
 def _devkit_starts(side: int, patch: int, stride: int) -> list[int]:

@@ -1,0 +1,24 @@
+"""The build's stages through the same stage driver as the flow, without Prefect: the baseline of the Prefect
+overhead benchmark (bench/prefect_overhead.py) and the reference the flow tests compare the flow's dataset to."""
+
+from flows.params import BuildParams
+from pipeline import driver
+from pipeline.drafting.stage import open_draft
+from pipeline.planning.stage import prepare_plan
+from pipeline.release.dataset import write_dataset
+from pipeline.synthetic.isaid import ensure_source
+from pipeline.verification.records import validate_records
+
+
+def build_without_prefect(params: BuildParams):
+    """Plan, draft, validate every split, then write the dataset; returns the DatasetSummary."""
+    driver.check_writable(params.output.out)
+    with driver.output_lock(params.output.out), driver.ProcessPool(params.cpu_workers()) as pool:
+        for split in params.splits:
+            ensure_source(params.source.root, [split], params.source.synthetic, log=lambda m: None)
+            driver.run_stage(prepare_plan(params.plan_config(split), overwrite=params.overwrite), pool,
+                             params.batch_shards)
+            with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
+                driver.run_stage(job, pool, params.batch_shards)
+            validate_records(params.output.out, split)
+        return write_dataset(params.output.out, params.splits, params.dataset)

@@ -1,0 +1,1 @@
+"""Verification: drafted records checked against what they claim before curation and release."""
