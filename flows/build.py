@@ -6,9 +6,10 @@ files); then stage-curation and write-dataset over all splits. Task runs take ba
 costs the server about 70 ms of CPU), so an iSAID-scale build stays in the hundreds of task runs.
 
 Where work runs (`task_runner`): `local` runs the tasks on threads and their CPU work on a process pool of this
-machine; `dask` runs the CPU tasks on a `distributed` cluster. Resume comes from the stages themselves: every
-shard is written atomically and recorded in its folder's manifest, LMM replies are cached, so a build killed at
-any point and started again skips what is finished.
+machine; `dask` runs the CPU tasks on a `distributed` cluster. Each stage runs through `pipeline.driver.run_stage`
+(the same driver as the CLI's), with `TaskRuns` below as its runner. Resume comes from the stages themselves:
+every shard is written atomically and recorded in its folder's `ShardManifest`, LMM replies are cached, so a
+build killed at any point and started again skips what is finished.
 
 (No `from __future__ import annotations` here: Prefect validates served runs' parameters from the annotations.)
 """
