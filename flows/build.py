@@ -109,7 +109,7 @@ def stage_curation(params: BuildParams) -> dict:
 
 @task(name="write-dataset", cache_policy=NO_CACHE)
 def write(params: BuildParams):
-    return write_dataset(params.output.out, params.splits, params.dataset)
+    return write_dataset(params.output.out, params.splits, params.release_settings())  # marked when synthetic
 
 
 def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
@@ -181,13 +181,17 @@ def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
         rows.append({"split": split, "stage": "write-dataset", "seconds": round(time.perf_counter() - t0, 2),
                      "rows": r.rows, "phrases": r.stats["phrases"], "held back": r.held_back or ""})
     logger.info(summary.table())
+    synthetic = params.synthetic()
+    note = f"SYNTHETIC DATA (the demo generator's, from {params.source.root}): " if synthetic else ""
+    if synthetic:
+        logger.warning(f"{note}this dataset is not built from real imagery")
     create_table_artifact(key="build-geopixeld-stages", table=_columns(rows),
-                          description=f"Counts, failures and time per stage ({task_runs} task runs)")
+                          description=f"{note}Counts, failures and time per stage ({task_runs} task runs)")
     card = (dataset_folder(params.output.out, params.dataset) / "README.md").read_text()
     create_markdown_artifact(key="build-geopixeld-card", markdown=card.split("---\n", 2)[-1],
                              description="The dataset card of this build")
     logger.info(f"dataset: {summary.folder} ({task_runs} task runs)")
-    return {"dataset": str(summary.folder), "stages": rows, "task_runs": task_runs,
+    return {"dataset": str(summary.folder), "stages": rows, "task_runs": task_runs, "synthetic": synthetic,
             "rows": {s: r.rows for s, r in summary.splits.items()}}
 
 

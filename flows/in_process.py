@@ -1,8 +1,11 @@
 """Run `build-geopixeld` in this process (`geopixeld build`, `make demo`): Prefect starts a temporary local server
 for the run, so no server is needed. Settings are put in place before Prefect is imported."""
 
+import logging
 import os
 from pathlib import Path
+
+from pipeline.contracts.cli_errors import debug_enabled
 
 
 def prefect_defaults(state: Path = Path(".geopixeld")) -> None:
@@ -14,11 +17,31 @@ def prefect_defaults(state: Path = Path(".geopixeld")) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary is printed at the end
 
 
+class _NoTracebacks(logging.Filter):
+    """Prefect logs the traceback of a failed task or flow; the CLI already says the error in one line naming the
+    file, so its tracebacks are shown only with `--debug` (GEOPIXELD_DEBUG=1)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not debug_enabled():
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_prefect_tracebacks() -> None:
+    """Put the filter on every handler of Prefect's loggers (a filter on a logger misses its children's records)."""
+    quiet = _NoTracebacks()
+    names = ["prefect"] + [n for n in logging.root.manager.loggerDict if n.startswith("prefect.")]
+    for handler in {h for n in names for h in logging.getLogger(n).handlers}:
+        if not any(isinstance(f, _NoTracebacks) for f in handler.filters):
+            handler.addFilter(quiet)
+
+
 def run_build(params) -> dict:
     """Run the flow on validated `BuildParams`; returns the flow's summary."""
     prefect_defaults()
     from flows.build import build_geopixeld
 
+    _quiet_prefect_tracebacks()
     return build_geopixeld(params)
 
 
@@ -31,4 +54,7 @@ def summary_table(result: dict) -> str:
     width = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
     line = lambda vals: "  ".join(str(v).ljust(width[k]) for k, v in zip(keys, vals))  # noqa: E731
     out = [line(keys)] + [line([r.get(k, "") for k in keys]) for r in rows]
-    return "\n".join(out) + f"\n{result['task_runs']} task runs; dataset: {result['dataset']}"
+    tail = f"\n{result['task_runs']} task runs; dataset: {result['dataset']}"
+    if result.get("synthetic"):  # never let demo data pass for a real build
+        tail += "\nSYNTHETIC DATA: built from the demo generator's images, not real imagery (the card says so too)"
+    return "\n".join(out) + tail

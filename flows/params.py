@@ -1,7 +1,9 @@
 """The one parameter model of a build: everything `build-geopixeld` needs, validated before any work starts.
 
-Defaults build the synthetic demo (generated under demo/data when missing) with the offline template drafter.
-The sections reuse the planning config (`pipeline.contracts.config`), so docs/config.md documents them too.
+Defaults read demo/data with the offline template drafter; only `source.synthetic` (set by `geopixeld demo`,
+`make demo` and the served demo, `DEMO`) generates the synthetic demo set, and only into a folder that does not
+exist yet, so a misspelt root fails instead of building demo data. The sections reuse the planning config
+(`pipeline.contracts.config`), so docs/config.md documents them too.
 """
 
 import os
@@ -10,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.contracts.config import OutputConfig, PlanConfig, PlanRules, SourceConfig
+from pipeline.contracts.config import MAX_WORKERS, OutputConfig, PlanConfig, PlanRules, SourceConfig
+from pipeline.contracts.layout import check_split
+from pipeline.drafting.lmm_drafter import LMM_BOUNDS
 from pipeline.release.dataset import DatasetSettings
 
 TIERS = ("holistic", "instance", "group", "merge")
@@ -21,8 +25,13 @@ class BuildSource(SourceConfig):
 
     root: Path = Field(Path("demo/data"), description="Dataset root (relative paths are taken from the serving process's folder).")
     synthetic: Literal["tiny", "small"] | None = Field(
-        "small", description="When the root holds no annotations yet, generate the synthetic demo set there at this "
-        "scale; null for real data (a missing root is then an error).")
+        None, description="Generate the synthetic demo set at this scale into the root when the root does not exist "
+        "yet (never into an existing folder of other data); the build, its summary and its card are then marked "
+        "synthetic. null (default): real data, a missing root is an error.")
+
+
+# the demo build's parameters (over the defaults): the served `build-geopixeld/demo` deployment
+DEMO = {"source": {"synthetic": "small"}}
 
 
 class BuildOutput(OutputConfig):
@@ -30,7 +39,7 @@ class BuildOutput(OutputConfig):
 
 
 class Endpoints(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     urls: list[str] = Field(min_length=1, description="Server base URLs (http://host:port), load spread across them.")
     model: str = Field(min_length=1, description="The served model name (vllm serve --served-model-name).")
@@ -47,7 +56,7 @@ class Endpoints(BaseModel):
 class LMMParams(BaseModel):
     """Where the LMM runs and how it samples. Absent: the offline template drafter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     endpoints: Endpoints = Field(description="Default servers of every tier.")
     merge: Endpoints | None = Field(None, description="Servers of the merge (the paper merged with a text-only LLM).")
@@ -56,11 +65,13 @@ class LMMParams(BaseModel):
     api_key_env: str = Field("GEOPIXELD_VLLM_API_KEY", description="Environment variable holding the API key (never logged).")
     instance_mode: Literal["per-object", "per-patch"] = Field("per-object", description="One request per marked object "
                                                               "(the paper) or one per patch.")
-    temperature: float = Field(0.2, ge=0, le=2)
-    seed: int = 0
-    invalid_retries: int = Field(2, ge=0, description="Extra tries with another seed when a reply fails validation.")
-    max_in_flight: int = Field(16, ge=1, description="Requests in flight at once, over all servers.")
-    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    # the bounds are LMMSettings' own (pipeline.drafting.lmm_drafter.LMM_BOUNDS), so both entry points agree
+    temperature: float = Field(0.2, **LMM_BOUNDS["temperature"], description="Sampling temperature.")
+    seed: int = Field(0, **LMM_BOUNDS["seed"], description="Sampling seed (retries add to it).")
+    invalid_retries: int = Field(2, **LMM_BOUNDS["invalid_retries"],
+                                 description="Extra tries with another seed when a reply fails validation.")
+    max_in_flight: int = Field(16, **LMM_BOUNDS["max_in_flight"], description="Requests in flight at once, over all servers.")
+    timeout: float = Field(120.0, **LMM_BOUNDS["timeout"], description="Seconds per request.")
     prompts_dir: Path | None = Field(None, description="Folder of prompt templates overriding the bundled ones.")
 
     def settings(self):
@@ -80,28 +91,28 @@ class LMMParams(BaseModel):
 class TaskRunnerParams(BaseModel):
     """Where the CPU stages (tiling and planning, template drafting) run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["local", "dask"] = Field("local", description="local: processes of this machine; dask: a "
                                             "distributed cluster (prefect-dask).")
     address: str | None = Field(None, description="dask: scheduler address (tcp://host:8786) of an existing cluster; "
                                                   "none starts a LocalCluster on this machine.")
-    dask_workers: int = Field(2, ge=1, description="dask without address: LocalCluster worker processes.")
+    dask_workers: int = Field(2, ge=1, le=MAX_WORKERS, description="dask without address: LocalCluster worker processes.")
 
 
 class BuildParams(PlanRules):
     """Parameters of one `build-geopixeld` run: the planning rules (tiling, clip, filters, tiers, priors, marks)
     and the rest of the build."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: BuildSource = BuildSource()
     splits: list[str] = Field(["train", "val"], min_length=1, description="Splits to build, in order.")
     output: BuildOutput = BuildOutput()
     lmm: LMMParams | None = Field(None, description="LMM servers; none: the offline template drafter.")
     dataset: DatasetSettings = DatasetSettings()
-    workers: int = Field(0, ge=0, description="Worker processes of the CPU stages (0: one per core).")
-    batch_shards: int = Field(2, ge=1, description="Shards per task run: each task run costs the Prefect server "
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="Worker processes of the CPU stages (0: one per core).")
+    batch_shards: int = Field(2, ge=1, le=10_000, description="Shards per task run: each task run costs the Prefect server "
                                                    "about 70 ms of CPU, so tasks take batches, never single objects.")
     task_runner: TaskRunnerParams = TaskRunnerParams()
     strict: bool = Field(False, description="Stop at the first bad input record instead of quarantining it.")
@@ -114,8 +125,7 @@ class BuildParams(PlanRules):
         if len(set(v)) != len(v):
             raise ValueError(f"splits repeat: {v}")
         for s in v:
-            if not s or "/" in s or s.startswith("."):
-                raise ValueError(f"{s!r} is not a split folder name")
+            check_split(s)  # a folder under the source root and under OUT: `../x` would write outside OUT
         return v
 
     @model_validator(mode="after")
@@ -131,6 +141,18 @@ class BuildParams(PlanRules):
         rules = {name: getattr(self, name) for name in PlanRules.model_fields}
         return PlanConfig(source=SourceConfig(**src, split=split), output=OutputConfig(**self.output.model_dump()),
                           strict=self.strict, workers=self.workers, **rules)
+
+    def synthetic(self) -> bool:
+        """Whether this build reads synthetic data: it asked for the demo set, or its root is one geopixeld
+        generated (`pipeline.synthetic.isaid` marks those), even with `synthetic: null`."""
+        from pipeline.synthetic.isaid import is_synthetic_root
+
+        return self.source.synthetic is not None or is_synthetic_root(self.source.root)
+
+    def release_settings(self) -> DatasetSettings:
+        """The dataset stage's settings, marked synthetic when the source is (the card and manifest say so).
+        Asked after ingest, once a generated root carries its mark."""
+        return self.dataset.model_copy(update={"synthetic": self.dataset.synthetic or self.synthetic()})
 
     def cpu_workers(self) -> int:
         return self.workers or os.cpu_count() or 1

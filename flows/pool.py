@@ -2,9 +2,9 @@
 
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from multiprocessing import get_context
 
 from flows.params import BuildParams
+from pipeline import driver
 
 _POOL: ProcessPoolExecutor | None = None
 
@@ -21,7 +21,7 @@ def local_pool(params: BuildParams):
     if params.task_runner.kind != "local" or params.cpu_workers() == 1:
         yield None
         return
-    _POOL = ProcessPoolExecutor(params.cpu_workers(), mp_context=get_context("spawn"))
+    _POOL = driver.worker_pool(params.cpu_workers())  # workers end with this process
     try:
         yield _POOL
     finally:

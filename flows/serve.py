@@ -128,11 +128,14 @@ def stop(state: Path = STATE, timeout: float = 30) -> list[str]:
 
 
 def load_params(path: str | None):
-    """The deployment's default parameters: the demo's, or a YAML/JSON file validated now (not at run time)."""
-    from flows.params import BuildParams
+    """The deployment's default parameters: the demo's (`DEMO`: synthetic, said so), or a YAML/JSON file
+    validated now (not at run time)."""
+    import copy
+
+    from flows.params import DEMO, BuildParams
     from pipeline.contracts.config import load_config_file
 
-    data = load_config_file(Path(path)) if path else {}
+    data = load_config_file(Path(path)) if path else copy.deepcopy(DEMO)
     return BuildParams.model_validate(data)
 
 

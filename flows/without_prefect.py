@@ -21,4 +21,4 @@ def build_without_prefect(params: BuildParams):
             with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
                 driver.run_stage(job, pool, params.batch_shards)
             validate_records(params.output.out, split)
-        return write_dataset(params.output.out, params.splits, params.dataset)
+        return write_dataset(params.output.out, params.splits, params.release_settings())

@@ -1,19 +1,46 @@
-"""The `geopixeld` command line."""
+"""The `geopixeld` command line. Expected errors (bad input, settings, files) end as one `error:` line and exit
+code 2 (`contracts.cli_errors.GuardedGroup`); `--debug` or GEOPIXELD_DEBUG=1 adds their traceback."""
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pipeline.contracts.cli_errors import fail as _fail, new_app
+from pipeline.contracts.cli_errors import DEBUG_ENV, fail as _fail, new_app, validation_line
 from pydantic import ValidationError
 
 from pipeline.contracts.config import load_config_file, load_plan_config
-from pipeline.contracts.overrides import OverrideError, apply_overrides, parse_assignments
+from pipeline.contracts.overrides import apply_overrides, parse_assignments
 
 app = new_app("geopixeld: build GeoPixelD-style grounded-conversation datasets from iSAID or any COCO-style aerial dataset.")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", envvar=DEBUG_ENV, help="Print the traceback of an error too "
+                                        f"(also {DEBUG_ENV}=1).")] = False,
+) -> None:
+    # read from the root context by contracts.cli_errors.GuardedGroup; no docstring: the app's help stays
+    pass
+
+
+@contextmanager
+def _output_held(out: Path, create: bool):
+    """Hold OUT's build lock (driver.output_lock) for a CLI stage, so that a rerun never races a leftover or
+    concurrent run in the same folder; `create` makes OUT after proving it writable (plan), else a missing OUT is
+    left to the stage to report (draft: its plans are not ready)."""
+    from pipeline.driver import check_writable, output_lock
+
+    if create:
+        check_writable(out)
+    if not Path(out).is_dir():
+        yield
+        return
+    with output_lock(out, log=lambda m: typer.echo(m, err=True)):
+        yield
 
 
 @app.command()
@@ -60,10 +87,13 @@ def plan(
                 "workers": workers, "strict": strict or None,
             },
         )
-    except (ValidationError, ValueError) as exc:
-        _fail(f"invalid configuration:\n{exc}")
+    except ValidationError as exc:
+        _fail(validation_line(exc, str(config or "plan options"), "configuration"))
+    except ValueError as exc:  # the --config file missing, not YAML, not a mapping: its path is named
+        _fail(str(exc))
     try:
-        summary = run_plan(cfg, progress=not quiet, overwrite=overwrite)
+        with _output_held(cfg.output.out, create=True):
+            summary = run_plan(cfg, progress=not quiet, overwrite=overwrite)
     except BadRecord as exc:
         _fail(f"{exc}\n(--strict stops at the first bad record; finished shards are kept)")
     except (SourceError, ManifestMismatch, UnsafePath, GeometryError) as exc:
@@ -114,7 +144,8 @@ def draft(
         lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
                           temperature=temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
     try:
-        summary = run_draft(out, split, progress=not quiet, lmm=lmm)
+        with _output_held(out, create=False):
+            summary = run_draft(out, split, progress=not quiet, lmm=lmm)
     except (NotReady, LMMUnavailable, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
@@ -158,24 +189,20 @@ def demo_data(
         typer.echo(f"{split}: {c['images']} images, {c['instances']} instances -> {out / split}")
 
 
-def _validation_message(exc: ValidationError, where: str) -> str:
-    return f"{where}: invalid parameters, nothing was started:\n" + "\n".join(
-        f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-
-
 @app.command()
 def build(
     params_file: Annotated[Optional[Path], typer.Option("--params", help="YAML or JSON file of build parameters "
-                           "(docs/flows.md); without one, the demo build.")] = None,
+                           "(docs/flows.md); without one, the defaults (source.root demo/data, read as real data: `geopixeld demo` "
+                           "builds the synthetic demo).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE over the file, KEY dotted "
                     "(output.out=builds/x, splits='[val]'); VALUE is read as YAML (or JSON) when it parses, else as text.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the whole build-geopixeld flow in this process (Prefect starts a temporary server; none is needed)."""
-    data = load_config_file(params_file) if params_file else {}
     try:
+        data = load_config_file(params_file) if params_file else {}
         apply_overrides(data, parse_assignments(set_))
-    except OverrideError as exc:
+    except ValueError as exc:  # the file missing, not YAML, not a mapping; a bad --set (OverrideError)
         _fail(str(exc))
     if quiet:
         data["progress"] = False
@@ -193,11 +220,25 @@ def _run_build(data: dict, where: str) -> dict:
     try:
         params = BuildParams.model_validate(data)
     except ValidationError as exc:
-        _fail(_validation_message(exc, where))
+        _fail(validation_line(exc, where, "parameters"))
     try:
+        _check_before_work(params, where)
         return run_build(params)
     except (OSError, ManifestMismatch, NotReady) as exc:  # OutputNotWritable, a full disk: the path is named
         _fail(str(exc))
+
+
+def _check_before_work(params, where: str) -> None:
+    """What can be known before Prefect starts (seconds): the source root is there (or will be generated), the
+    output folder is writable. Else the build fails after start-up, with the flow's traceback besides."""
+    from pipeline.driver import check_writable
+
+    root = Path(params.source.root)
+    if params.source.synthetic is None and not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        _fail(f"{where}: source.root {root} {what}; point it at the dataset, or set source.synthetic (tiny or "
+              "small) to generate the demo set there. Nothing was started.")
+    check_writable(params.output.out)
 
 
 @app.command()

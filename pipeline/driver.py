@@ -15,9 +15,12 @@ does the rest the same way for all of them: batching, recording as results arriv
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
+import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -49,6 +52,34 @@ class Serial:
 SERIAL = Serial()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: the kernel kills this worker when the process that started it ends (Linux
+    PR_SET_PDEATHSIG), so a SIGKILLed `geopixeld plan` leaves no workers behind to race its rerun. The parent may
+    already be gone before the call took effect: then end now."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the parent check below still runs
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of spawned worker processes that end with this process (`die_with_parent`). All are started here at
+    once: the kernel ties a worker to the thread that started it, and this one holds the pool, whereas a flow's
+    task thread that submits first may end before the pool does."""
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+    launch = getattr(pool, "_launch_processes", None)  # CPython 3.9+; else they start on the first submits
+    if launch is not None:
+        launch()
+    return pool
+
+
 class ProcessPool:
     """Run batches on a pool of spawned processes (`workers` <= 1: here). A failing batch cancels the ones not
     started and re-raises; finished shards stay recorded, nothing is half-written."""
@@ -59,7 +90,7 @@ class ProcessPool:
 
     def __enter__(self) -> "ProcessPool":
         if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            self._pool = worker_pool(self.workers)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,6 +173,7 @@ def check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         why = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left", errno.EACCES: "permission denied",
-               errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
+               errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "it is a file, not a folder",
+               errno.ENOTDIR: "a folder on its path is a file"}.get(exc.errno, exc.strerror or str(exc))
         raise OutputNotWritable(exc.errno, f"output folder {out} is not writable: {why}") from exc
 

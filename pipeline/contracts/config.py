@@ -10,27 +10,49 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.contracts.layout import check_split
+
 SourceFormat = Literal["isaid", "isaid-masks", "isaid-patches", "coco"]
 GridName = Literal["auto", "1x1", "1x2", "2x1", "2x2", "3x3"]
+Channel = Annotated[int, Field(ge=0, le=255)]
+RGB = tuple[Channel, Channel, Channel]
+MAX_WORKERS = 1024
+MAX_AREA = 8192 * 8192  # px^2 of the largest patch
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity anywhere: a NaN threshold compares false with everything and silently keeps or drops all
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def ascending_words(pairs: list[tuple[float, str]], what: str) -> list[tuple[float, str]]:
+    """(upper bound, word) pairs must be non-empty, with strictly ascending bounds and non-blank words: the first
+    bound >= a value names it, so an out-of-order list would silently name values with the wrong word."""
+    bounds = [b for b, _ in pairs]
+    if not pairs:
+        raise ValueError(f"{what} must not be empty")
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"{what} bounds must be strictly ascending, got {bounds}")
+    blank = [b for b, w in pairs if not w.strip()]
+    if blank:
+        raise ValueError(f"{what} words must not be blank (bounds {blank})")
+    return pairs
 
 
 class CategorySpec(_Model):
     """A category of a custom vocabulary (generic COCO datasets)."""
 
-    id: int
-    name: str
+    id: int = Field(ge=0)
+    name: str = Field(min_length=1)
     display: str | None = None
     plural: str | None = None
-    color: tuple[int, int, int] = (255, 255, 255)
+    color: RGB = (255, 255, 255)
     tier: Literal["instance", "group"] = "instance"
 
 
@@ -38,7 +60,8 @@ class SourceConfig(_Model):
     """Where the input is and how it is laid out."""
 
     root: Path = Field(description="Dataset root folder; every file it names must stay inside it.")
-    split: str = Field("val", description="Split folder under the root (iSAID: train or val).")
+    split: str = Field("val", description="Split folder under the root (iSAID: train or val).",
+                       json_schema_extra={"range": "a plain name: letters, digits, `_` `.` `-`"})
     format: SourceFormat = Field(
         "isaid",
         description="isaid: COCO JSON + images (or, without the JSON, the two mask PNGs beside each image); "
@@ -61,12 +84,18 @@ class SourceConfig(_Model):
         default_factory=lambda: ["P1527", "P1530"], description="Image names never planned (the devkit skips these)."
     )
 
+    @field_validator("split")
+    @classmethod
+    def _plain_split(cls, v: str) -> str:
+        return check_split(v)  # it names a folder under the root and under the output root
+
 
 class TilingConfig(_Model):
     """The iSAID devkit's windows: starts 0, stride, 2*stride, ... clamped inside the image."""
 
-    patch_size: int = Field(800, ge=32, description="Patch side in pixels.")
-    overlap: int = Field(200, ge=0, description="Overlap between neighbouring windows in pixels.")
+    patch_size: int = Field(800, ge=32, le=8192, description="Patch side in pixels.")
+    overlap: int = Field(200, ge=0, description="Overlap between neighbouring windows in pixels.",
+                         json_schema_extra={"range": "[0, patch_size)"})
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "TilingConfig":
@@ -83,21 +112,23 @@ class ClipConfig(_Model):
     """How source polygons are checked and clipped to a patch."""
 
     min_fragment_area: float = Field(
-        16.0, ge=0, description="Pieces of a clipped object smaller than this (px^2) are dropped as slivers."
+        16.0, ge=0, le=MAX_AREA, description="Pieces of a clipped object smaller than this (px^2) are dropped as slivers."
     )
     min_object_area: float = Field(
-        16.0, ge=0, description="An object whose clipped area is below this (px^2) is not in the patch."
+        16.0, ge=0, le=MAX_AREA, description="An object whose clipped area is below this (px^2) is not in the patch."
     )
     bounds_tolerance: float = Field(
-        2.0, ge=0, description="Coordinates may lie this many px outside the image before they are rejected."
+        2.0, ge=0, le=1000, description="Coordinates may lie this many px outside the image before they are rejected."
     )
 
 
 class FilterConfig(_Model):
     """Which patches are kept. Empty patches are always dropped."""
 
-    min_objects: int = Field(1, ge=1, description="Keep a patch only with at least this many objects.")
-    max_objects: int | None = Field(None, ge=1, description="Drop patches with more objects than this (None: no cap).")
+    min_objects: int = Field(1, ge=1, le=100_000, description="Keep a patch only with at least this many objects.")
+    max_objects: int | None = Field(None, ge=1, le=100_000,
+                                    description="Drop patches with more objects than this (None: no cap).",
+                                    json_schema_extra={"range": "[min_objects, 100000] or null"})
     min_object_fraction: float = Field(
         0.0, ge=0, le=1, description="Drop patches whose objects cover less than this fraction of the patch."
     )
@@ -105,6 +136,13 @@ class FilterConfig(_Model):
     drop_all_truncated: bool = Field(
         False, description="Drop patches in which every object is cut by the patch border."
     )
+
+    @model_validator(mode="after")
+    def _cap_above_floor(self) -> "FilterConfig":
+        if self.max_objects is not None and self.max_objects < self.min_objects:
+            raise ValueError(f"max_objects ({self.max_objects}) is below min_objects ({self.min_objects}): "
+                             "every patch would be dropped")
+        return self
 
 
 class TierRule(_Model):
@@ -122,18 +160,18 @@ class TierRule(_Model):
     group_categories: list[str] | None = Field(
         None, description="Category names of the group tier (default: each category's own tier)."
     )
-    min_instance_area: float = Field(900.0, ge=0, description="Smaller instance-tier objects join a group (px^2).")
+    min_instance_area: float = Field(900.0, ge=0, le=MAX_AREA, description="Smaller instance-tier objects join a group (px^2).")
     max_instances_per_category: int = Field(
-        8, ge=1, description="More same-category instance-tier objects than this in a patch are grouped (density)."
+        8, ge=1, le=1000, description="More same-category instance-tier objects than this in a patch are grouped (density)."
     )
-    max_marks: int = Field(20, ge=0, description="At most this many marked instances per patch (largest first).")
+    max_marks: int = Field(20, ge=0, le=100, description="At most this many marked instances per patch (largest first).")
     group_grid: GridName = Field(
         "auto",
         description="Grid whose cells bucket group members: 1x1, 1x2 (left/right), 2x1 (top/bottom), 2x2, 3x3, "
         "or auto (1x1 up to 3 members, 1x2/2x1 along the wider spread up to 12, 2x2 up to 40, else 3x3).",
     )
-    min_group_size: int = Field(1, ge=1, description="Cells with fewer members than this are dropped.")
-    quantity_words: list[tuple[int, str]] = Field(
+    min_group_size: int = Field(1, ge=1, le=100_000, description="Cells with fewer members than this are dropped.")
+    quantity_words: list[tuple[Annotated[int, Field(ge=1)], str]] = Field(
         default_factory=lambda: [
             (1, "a single"),
             (2, "two"),
@@ -144,43 +182,51 @@ class TierRule(_Model):
             (100, "numerous"),
             (10**9, "more than a hundred"),
         ],
-        description="(upper bound, word) pairs, ascending: the first bound >= count names the quantity.",
+        description="(upper bound, word) pairs: the first bound >= count names the quantity (the last word above "
+        "them all).",
+        json_schema_extra={"range": "non-empty; bounds >= 1, strictly ascending; words non-blank"},
     )
 
     @field_validator("quantity_words")
     @classmethod
     def _ascending(cls, v: list[tuple[int, str]]) -> list[tuple[int, str]]:
-        bounds = [b for b, _ in v]
-        if not v or bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
-            raise ValueError("quantity_words must be non-empty with strictly ascending bounds")
-        return v
+        return ascending_words(v, "quantity_words")
 
 
 class PriorConfig(_Model):
     """Words of the spatial priors."""
 
-    size_words: list[tuple[float, str]] = Field(
+    size_words: list[tuple[Annotated[float, Field(gt=0, le=1)], str]] = Field(
         default_factory=lambda: [(0.001, "tiny"), (0.01, "small"), (0.05, "medium"), (0.2, "large"), (1.0, "very large")],
-        description="(upper bound of area / patch area, word) pairs, ascending.",
+        description="(upper bound of area / patch area, word) pairs: the first bound >= an object's fraction names "
+        "its size.",
+        json_schema_extra={"range": "non-empty; bounds in (0, 1], strictly ascending; words non-blank"},
     )
     elongation: float = Field(
-        2.0, ge=1, description="Objects whose rotated box is this many times longer than wide get an orientation."
+        2.0, ge=1, le=1000, description="Objects whose rotated box is this many times longer than wide get an orientation."
     )
+
+    @field_validator("size_words")
+    @classmethod
+    def _ascending(cls, v: list[tuple[float, str]]) -> list[tuple[float, str]]:
+        return ascending_words(v, "size_words")
 
 
 class MarkConfig(_Model):
     """Set-of-marks drawing: black filled squares with yellow numbers, and the 3x3 grid."""
 
-    box: int = Field(24, ge=8, description="Side of a mark's square in px (widened for numbers of two or more digits).")
-    font_scale: float = Field(0.6, gt=0, description="OpenCV Hershey font scale of the numbers.")
+    box: int = Field(24, ge=8, le=256, description="Side of a mark's square in px (widened for numbers of two or more digits).")
+    # OpenCV's putText crashes the process (SIGSEGV) from a scale of about 10,000 and getTextSize overflows from
+    # about 5,000; 10 already draws three digits 560 px wide
+    font_scale: float = Field(0.6, gt=0, le=10, description="OpenCV Hershey font scale of the numbers.")
     draw_grid: bool = Field(True, description="Draw the 3x3 grid lines.")
-    grid_color: tuple[int, int, int] = Field((255, 255, 255), description="RGB of the grid lines.")
-    grid_thickness: int = Field(2, ge=1, description="Grid line width in px.")
+    grid_color: RGB = Field((255, 255, 255), description="RGB of the grid lines.", json_schema_extra={"range": "0-255 each"})
+    grid_thickness: int = Field(2, ge=1, le=64, description="Grid line width in px.")  # OpenCV refuses > 32767
 
 
 class OutputConfig(_Model):
     out: Path = Field(description="Output root; plans go to <out>/<split>/plans/.")
-    shard_images: int = Field(8, ge=1, description="Source images per Parquet shard (the unit of resume).")
+    shard_images: int = Field(8, ge=1, le=10_000, description="Source images per Parquet shard (the unit of resume).")
     write_patches: bool = Field(True, description="Write each kept patch as PNG under <out>/<split>/patches/.")
     write_som: bool = Field(True, description="Write set-of-marks PNGs for patches with marks (<out>/<split>/som/).")
     png_compression: int = Field(1, ge=0, le=9, description="PNG compression level (0 fastest, 9 smallest).")
@@ -203,7 +249,7 @@ class PlanConfig(PlanRules):
     source: SourceConfig
     output: OutputConfig
     strict: bool = Field(False, description="Stop at the first bad record instead of quarantining it.")
-    workers: int = Field(0, ge=0, description="Worker processes (0: one per core).")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="Worker processes (0: one per core).")
 
     def fingerprint(self) -> str:
         """Hash of what shapes the output (not paths, worker count or strictness)."""
@@ -215,8 +261,12 @@ def load_config_file(path: Path) -> dict:
     """Read a YAML or JSON config file into a plain dict (validated by the caller)."""
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read config: {exc}") from exc
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:  # one line: where and what, not YAML's multi-line excerpt
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -233,17 +283,39 @@ def load_plan_config(path: Path | None, overrides: dict) -> PlanConfig:
     return PlanConfig.model_validate(apply_overrides(data, overrides, skip_none=True))
 
 
+def field_range(f) -> str:
+    """A field's allowed values for the docs: its numeric bounds (from the pydantic constraints), else its
+    `range` note."""
+    if isinstance(f.json_schema_extra, dict) and "range" in f.json_schema_extra:
+        return str(f.json_schema_extra["range"])
+    lo, hi = "[", ")"  # interval notation: [32, 8192] includes both ends, (0, 10] not 0
+    low = high = None
+    for m in f.metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, low = "(", m.gt
+        elif isinstance(m, annotated_types.Le):
+            hi, high = "]", m.le
+        elif isinstance(m, annotated_types.Lt):
+            high = m.lt
+    if low is None and high is None:
+        return ""
+    return f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+
+
 def config_reference() -> str:
-    """Markdown table of every config field, its default and description (docs/config.md is built from it)."""
+    """Markdown table of every config field, its default, range and description (docs/config.md is built from it)."""
     lines = []
     sections = [("source", SourceConfig), ("output", OutputConfig), ("tiling", TilingConfig), ("clip", ClipConfig),
                 ("filters", FilterConfig), ("tiers", TierRule), ("priors", PriorConfig), ("marks", MarkConfig)]
-    lines.append("| field | default | meaning |\n|---|---|---|")
+    lines.append("| field | default | range | meaning |\n|---|---|---|---|")
     for key in ("strict", "workers"):
         f = PlanConfig.model_fields[key]
-        lines.append(f"| `{key}` | `{json.dumps(f.get_default(call_default_factory=True))}` | {f.description} |")
+        lines.append(f"| `{key}` | `{json.dumps(f.get_default(call_default_factory=True))}` | {field_range(f)} | "
+                     f"{f.description} |")
     for name, model in sections:
         for field_name, f in model.model_fields.items():
             default = "required" if f.is_required() else f"`{json.dumps(f.get_default(call_default_factory=True), default=str)}`"
-            lines.append(f"| `{name}.{field_name}` | {default} | {(f.description or '').replace('|', '/')} |")
+            lines.append(f"| `{name}.{field_name}` | {default} | {field_range(f)} | {(f.description or '').replace('|', '/')} |")
     return "\n".join(lines) + "\n"

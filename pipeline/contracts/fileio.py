@@ -1,11 +1,33 @@
 """Files at the edges: names checked to stay inside their root, and atomic writes, so a killed run never leaves a
-half-written file under a name a manifest points at."""
+half-written file under a name a manifest points at, and size + sha256 of what was written, so a manifest can
+name every file it trusts and a rerun can check them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+def _read_umask() -> int:
+    """The process umask, without setting it (Linux: /proc); else set and restore it once, at import."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # only at import, before any thread of ours writes a file
+    os.umask(old)
+    return old
+
+
+# mkstemp creates 0600 files; the final file gets the mode a plain open() would give it, so a shared dataset
+# folder is readable by whoever the umask lets read it
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 class UnsafePath(ValueError):
@@ -25,11 +47,50 @@ def resolve_inside(root: Path, rel: str) -> Path:
     return real
 
 
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target.
+def file_entry(data: bytes) -> dict:
+    """What a manifest keeps of a written file: {"size", "sha256"} (pure)."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_file(path: Path, entry: dict | None) -> str | None:
+    """Why `path` is not the file a manifest recorded (`entry`: {"size", "sha256"}), or None when it is.
+
+    The size is checked first and the hash only when the size matches, so a missing or truncated file costs
+    one stat. Without an entry the file must still exist and be a regular file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if entry is None:
+        return None
+    if st.st_size != entry["size"]:
+        return f"{st.st_size} bytes, but {entry['size']} were written"
+    try:
+        if sha256_file(path) != entry["sha256"]:
+            return "damaged (its sha256 differs from the one recorded when it was written)"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> dict:
+    """Write to a temporary file in the same folder, fsync, then rename over the target; returns `file_entry`.
 
     A killed process never leaves a half-written file under the target name. `fsync=False` skips the
-    per-file flush for bulk outputs (patch PNGs) whose owner syncs once per batch (`sync_outputs`).
+    per-file flush for bulk outputs (patch PNGs) whose owner syncs once per batch (`sync_outputs`). The file
+    gets `FILE_MODE` (0o666 less the umask), as `open()` would give it.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +99,7 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)
             fh.write(data)
             if fsync:
                 fh.flush()
@@ -49,6 +111,7 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return file_entry(data)
 
 
 def sync_outputs() -> None:

@@ -29,15 +29,23 @@ def parse_coco_polygons(segmentation, width: int, height: int, tolerance: float)
     """COCO polygon lists -> (N, 2) arrays; refuses odd lengths, < 3 points, NaN and out-of-bounds points."""
     if not isinstance(segmentation, list) or not segmentation:
         raise GeometryError("segmentation-missing", "segmentation is empty or not a list of polygons")
+    if any(isinstance(p, dict) for p in segmentation):
+        raise GeometryError("segmentation-invalid", "segmentation is a list holding RLE objects; COCO allows one RLE "
+                            "object or a list of polygons")
     polys = []
     for k, flat in enumerate(segmentation):
         if not isinstance(flat, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-            raise GeometryError("polygon-not-numeric", f"polygon {k} is not a flat list of numbers")
+            nested = isinstance(flat, list) and any(isinstance(v, list) for v in flat)
+            raise GeometryError("polygon-not-numeric", f"polygon {k} is not a flat list of numbers"
+                                + (" (nested deeper than COCO's [[x, y, ...], ...])" if nested else ""))
         if len(flat) % 2:
             raise GeometryError("polygon-odd-length", f"polygon {k} has an odd number of coordinates ({len(flat)})")
         if len(flat) < 6:
             raise GeometryError("polygon-too-few-points", f"polygon {k} has {len(flat) // 2} point(s); at least 3 are needed")
-        pts = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        try:
+            pts = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        except OverflowError:  # an integer beyond float range (JSON allows any length)
+            raise GeometryError("polygon-out-of-bounds", f"polygon {k} has a coordinate too large for a float") from None
         if not np.isfinite(pts).all():
             raise GeometryError("polygon-not-finite", f"polygon {k} has NaN or infinite coordinates")
         lo = -tolerance

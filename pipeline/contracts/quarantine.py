@@ -7,6 +7,7 @@ Repairs (e.g. a self-intersecting polygon fixed with shapely) are listed as warn
 from __future__ import annotations
 
 import json
+import reprlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -24,12 +25,34 @@ class Issue:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        where = [self.file]
+        where = [printable(self.file)]
         if self.image is not None:
-            where.append(f"image {self.image}")
+            where.append(f"image {printable(self.image)}")
         if self.ann_id is not None:
             where.append(f"annotation {self.ann_id}")
         return f"{', '.join(where)}: {self.message} [{self.kind}]"
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 3, 80, 80, 40
+
+
+def brief(value) -> str:
+    """A short repr of a bad value for a message: bounded in length and depth (a record may nest 900 deep)."""
+    return _BRIEF.repr(value)
+
+
+def printable(text: str) -> str:
+    """`text` as is, or escaped when it holds NUL, control or unencodable characters (a one-line report)."""
+    return text if text.isprintable() and _encodable(text) else ascii(text)[1:-1]
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class BadRecord(Exception):

@@ -7,7 +7,6 @@ matches the file (`ShardManifest`, the one resume mechanism of every stage).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,26 +14,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contracts.fileio import atomic_write_bytes
+from pipeline.contracts.fileio import atomic_write_bytes, sha256_file
 
 MANIFEST = "_manifest.json"  # leading underscore: pyarrow and pandas skip it when reading the folder
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_table(table: pa.Table, path: Path) -> str:
     """Write a Parquet file atomically; returns its sha256."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    data = buf.getvalue()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return atomic_write_bytes(path, buf.getvalue())["sha256"]
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -97,13 +86,15 @@ class ShardManifest:
         self._shards = shards
 
     @classmethod
-    def open(cls, folder: Path, kind: str, identity: dict, *, on_mismatch: str = "raise", remove: str | None = None,
+    def open(cls, folder: Path, kind: str, identity: dict, *, on_mismatch: str = "raise",
+             remove: str | list[str] | None = None,
              hint: str = "choose another output folder or pass --overwrite", **header) -> "ShardManifest":
         """The manifest of `folder` for a run of this `identity` (a dict compared as a whole).
 
         A manifest of another identity raises ManifestMismatch (`on_mismatch="raise"`) or is started afresh
-        (`"restart"`), its shards matching the glob `remove` deleted first. The manifest is marked unfinished
-        until `complete`."""
+        (`"restart"`), the files matching the glob(s) `remove` (relative to `folder`; `"../patches/*.png"` names
+        what the stage wrote beside it) deleted first, before the new manifest exists. The manifest is marked
+        unfinished until `complete`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         data = read_manifest(folder)
@@ -112,9 +103,9 @@ class ShardManifest:
         if data is not None and (data.get("kind") != kind or data.get("identity") != identity):
             if on_mismatch == "raise":
                 raise ManifestMismatch(f"{folder} holds {kind} shards of another run ({_differs(data.get('identity'), identity)}); {hint}")
-            if remove:
-                for old in folder.glob(remove):
-                    old.unlink()
+            for pattern in [remove] if isinstance(remove, str) else remove or []:
+                for old in folder.glob(pattern):
+                    old.unlink(missing_ok=True)
             data = None
         data = data or {"kind": kind, "identity": identity, "shards": {}}
         data.update(header)

@@ -14,7 +14,7 @@ _WHERE = {
     "CurationSummary": "curated", "compute": "curated", "curated_records": "curated", "curation_summary": "curated",
     "rebuild": "curated", "DecisionFileError": "decisions", "MAX_BYTES": "decisions", "ExportFilter": "export",
     "ExportResult": "export", "RecordsNotReady": "export", "SheetSettings": "export", "export_sheets": "export",
-    "ImportResult": "importer", "import_decisions": "importer", "POLICIES": "policies", "CurationError": "content",
+    "ImportResult": "importer", "LedgerError": "ledger", "import_decisions": "importer", "POLICIES": "policies", "CurationError": "content",
     "stage_for_build": "stage",
 }
 __all__ = sorted(_WHERE)

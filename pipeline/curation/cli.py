@@ -1,4 +1,4 @@
-"""`geopixeld curate export | import | status`."""
+"""`geopixeld curate export | import | status | repair`."""
 
 from __future__ import annotations
 
@@ -60,15 +60,14 @@ def import_cmd(
     max_bytes: Annotated[int, typer.Option(help="Refuse decision files larger than this.")] = 16 * 1024 * 1024,
 ) -> None:
     """Check decision files against their export, record them in the ledger and write OUT/<split>/curated."""
-    from pipeline.curation.content import CurationError
-    from pipeline.curation.decisions import DecisionFileError
-    from pipeline.curation.export import RecordsNotReady
-    from pipeline.curation.importer import import_decisions
+    from pipeline.curation.importer import CuratedNotWritten, import_decisions
 
     try:
         result = import_decisions(out, files, _policy(policy), max_bytes)
-    except (DecisionFileError, CurationError, RecordsNotReady) as exc:
-        _fail(f"{exc}\n(nothing was imported)")
+    except CuratedNotWritten as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # a bad decision file, a damaged ledger or curated manifest, records not ready
+        _fail(f"{exc} (nothing was imported)")
     typer.echo(result.table())
 
 
@@ -89,3 +88,19 @@ def status_cmd(
     typer.echo(c.summary.table())
     for conflict in c.conflicts:
         typer.echo(f"  disagreement: {conflict.line()}")
+
+
+@curate_app.command("repair")
+def repair_cmd(
+    out: Annotated[Path, typer.Argument(help="Output root.")],
+    split: Annotated[str, typer.Option(help="Split whose ledger to repair.")] = "val",
+) -> None:
+    """Make a damaged ledger usable: keep intact shards, move damaged ones into ledger/damaged/, rebuild the
+    manifest, and name the decision files to import again."""
+    from pipeline.curation.ledger import repair
+
+    try:
+        r = repair(out, split)
+    except OSError as exc:
+        _fail(f"cannot repair the ledger of split {split!r}: {exc}")
+    typer.echo(r.table())

@@ -177,7 +177,7 @@ def rebuild(out: Path, split: str, policy: str | None = None) -> Computation:
     return c
 
 
-def _fresh(out: Path, split: str, policy: str | None) -> dict | None:
+def fresh(out: Path, split: str, policy: str | None) -> dict | None:
     """The curated manifest when it was computed from exactly the current records and ledger, else None."""
     m = read_manifest(curated_dir(out, split))
     if not m or not m.get("complete"):
@@ -197,7 +197,7 @@ def curation_summary(out: Path, split: str, policy: str | None = None) -> Curati
     """Where curation of a split stands (read-only). For the dataset build: release `split` when `.complete`;
     the card counts `phrases_accepted`, `phrases_edited`, `phrases_rejected`."""
     out = Path(out)
-    m = _fresh(out, split, policy)
+    m = fresh(out, split, policy)
     if m:
         return CurationSummary.from_dict(m["summary"])
     return compute(out, split, policy).summary
@@ -206,7 +206,7 @@ def curation_summary(out: Path, split: str, policy: str | None = None) -> Curati
 def curated_records(out: Path, split: str, policy: str | None = None) -> pa.Table | None:
     """The curated GCG records of a split (all patches, `curation_status` set), or None when nobody has curated it."""
     out = Path(out)
-    m = _fresh(out, split, policy)
+    m = fresh(out, split, policy)
     if m:
         folder = curated_dir(out, split)
         return pa.concat_tables([pq.read_table(folder / n, schema=GCG_SCHEMA) for n in sorted(m["shards"])])

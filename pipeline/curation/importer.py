@@ -3,8 +3,10 @@
 Every file is checked before anything is written: it must parse (decisions.py), name an export of this output
 folder, a sheet of that export, and only patches of that sheet with the content hash the export recorded, which
 must still be the record's content now; phrases must be phrases of their patch, and every edited sentence must
-still ground (its phrases resolve to their masks). A file already in the ledger is skipped, so importing it
-again changes nothing.
+still ground (its phrases resolve to their masks); every time must be in the sane range (decisions.py: not before
+2020, not more than a day after the import). The ledgers the files go to are read whole first, so a damaged one
+stops the import before anything is written. A file already in the ledger is skipped, so importing it again
+changes nothing (but brings curated/ up to date when it is not).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.contracts.gcg_schema import GCGRecord, records_from_table
-from pipeline.contracts.shards import read_manifest
 from pipeline.curation import ledger
 from pipeline.curation.content import check_edit, content_hash, normalize_text, segments
-from pipeline.curation.curated import Computation, rebuild, stored_policy
+from pipeline.curation.curated import Computation, fresh, rebuild
 from pipeline.curation.decisions import MAX_BYTES, DecisionFile, DecisionFileError, read_decision_file
 from pipeline.curation.export import read_export
-from pipeline.contracts.layout import curated_dir, exports_dir, records_dir
+from pipeline.contracts.layout import exports_dir, records_dir
+
+
+class CuratedNotWritten(ValueError):
+    """The decisions are in the ledger but the curated shards could not be recomputed (importing again retries)."""
 
 
 @dataclass
@@ -118,10 +123,11 @@ def import_decisions(out: Path, files: list[Path], policy: str | None = None, ma
     out = Path(out)
     if not files:
         raise DecisionFileError("no decision files given")
+    now = datetime.now(timezone.utc)  # the import time: bounds every decision's time, and is recorded
     parsed, seen, result = [], set(), ImportResult()
     records: dict[str, _Records] = {}
     for f in files:
-        df, data = read_decision_file(Path(f), max_bytes)
+        df, data = read_decision_file(Path(f), max_bytes, now)
         sha = hashlib.sha256(data).hexdigest()
         if sha in seen:
             result.files.append((Path(f), "already imported"))
@@ -133,7 +139,9 @@ def import_decisions(out: Path, files: list[Path], policy: str | None = None, ma
             raise DecisionFileError(f"{f}: {exc}") from exc
         _check(Path(f), df, out, records[df.split])
         parsed.append((Path(f), df, sha))
-    imported_at = datetime.now(timezone.utc)
+    for split in dict.fromkeys(df.split for _, df, _ in parsed):
+        ledger.read(out, split, now)  # a damaged ledger is a LedgerError here, before anything is appended
+    imported_at = now
     splits = []
     for f, df, sha in parsed:
         if ledger.imported(out, df.split, sha):
@@ -146,10 +154,13 @@ def import_decisions(out: Path, files: list[Path], policy: str | None = None, ma
         result.decisions += len(rows)
         if df.split not in splits:
             splits.append(df.split)
-    for f, df, _ in parsed:  # a new policy, or curated shards missing, also means recomputing
-        if df.split not in splits and (not read_manifest(curated_dir(out, df.split))
-                                       or (policy and policy != stored_policy(out, df.split))):
+    for f, df, _ in parsed:  # a new policy, or curated shards missing or stale, also means recomputing
+        if df.split not in splits and fresh(out, df.split, policy) is None:
             splits.append(df.split)
     for split in splits:
-        result.curated[split] = rebuild(out, split, policy)
+        try:
+            result.curated[split] = rebuild(out, split, policy)
+        except ValueError as exc:
+            raise CuratedNotWritten(f"{exc} (the decisions are recorded in the ledger, but {split}/curated was not "
+                                    "brought up to date: fix this, then import any of the files again)") from exc
     return result

@@ -15,6 +15,7 @@ import base64
 import heapq
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -39,6 +40,28 @@ from pipeline.drafting.reply_validation import ReplyInvalid, parse_reply, respon
 DRAFTER_VERSION = "2"  # 2: prompts kept in the provenance; merge retries are new requests
 
 
+# the range of each numeric setting (pydantic Field keywords; flows.params.LMMParams uses them too): a NaN or
+# infinite timeout, a negative retry count or a huge concurrency would hang or overload rather than fail
+LMM_BOUNDS = {
+    "temperature": {"ge": 0, "le": 2},
+    "seed": {"ge": 0, "le": 2**31 - 1},
+    "invalid_retries": {"ge": 0, "le": 10},
+    "max_in_flight": {"ge": 1, "le": 4096},
+    "timeout": {"gt": 0, "le": 3600},
+}
+
+
+def _check_bounds(settings) -> None:
+    """Refuse a numeric setting outside LMM_BOUNDS (NaN and infinities included), naming it."""
+    for name, b in LMM_BOUNDS.items():
+        v = getattr(settings, name)
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and v >= b.get("ge", v) and v <= b["le"] and ("gt" not in b or v > b["gt"]))
+        if not ok:
+            lo = f"[{b['ge']}" if "ge" in b else f"({b['gt']}"
+            raise ValueError(f"LMM setting {name}={v!r} is outside {lo}, {b['le']}]")
+
+
 @dataclass
 class LMMSettings:
     endpoints: list[Endpoint]  # the default pool of every tier
@@ -51,6 +74,9 @@ class LMMSettings:
     max_in_flight: int = 16
     timeout: float = 120.0
     prompts_dir: Path | None = None
+
+    def __post_init__(self):
+        _check_bounds(self)
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "seed": self.seed, "instance_mode": self.instance_mode,

@@ -6,6 +6,7 @@ or `annotations` in the config), else from the mask PNGs beside each patch. Patc
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,18 +17,18 @@ from pipeline.contracts.records import SourceImage
 from pipeline.contracts.tiling import parse_patch_name
 from pipeline.ingest.source import annotation_file, image_dir
 from pipeline.ingest.coco import read_coco
-from pipeline.ingest.masks_png import attach_masks, image_id_from_name, list_images
+from pipeline.ingest.masks_png import attach_masks, list_images, numbered_image
 
 _NUMBERED_TAIL = re.compile(r"_\d+$")
 
 
 def read_devkit_patches(root: Path, cfg: SourceConfig, vocab: Vocabulary, q: Quarantine, tol: float = 2.0) -> list[SourceImage]:
     ann = annotation_file(cfg)
-    if (Path(root) / ann).is_file():
+    if os.path.lexists(Path(root) / ann):  # a FIFO or folder in its place is refused there, not taken for absent
         candidates = read_coco(root, ann, image_dir(cfg), vocab, cfg, q, tol)
     else:
         candidates = []
-        for k, (rel, path) in enumerate(list_images(root, image_dir(cfg))):
+        for k, (rel, path) in enumerate(list_images(root, image_dir(cfg), q)):
             img = SourceImage(image_id=k, name=path.stem, path=path, rel_path=rel, width=None, height=None)
             if attach_masks(img, root, q):
                 candidates.append(img)
@@ -47,7 +48,7 @@ def read_devkit_patches(root: Path, cfg: SourceConfig, vocab: Vocabulary, q: Qua
             q.report(Issue("patch-size-mismatch", img.rel_path, f"the name says {img.pretiled.width}x"
                            f"{img.pretiled.height} but the JSON says {img.width}x{img.height}", image=img.name))
             continue
-        if img.image_id is None:
-            img.image_id = image_id_from_name(img.name, 0)
+        if img.image_id is None and not numbered_image(img, 0, q):
+            continue
         images.append(img)
     return images

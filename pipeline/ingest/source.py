@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contracts.categories import ISAID, Category, Vocabulary
 from pipeline.contracts.config import SourceConfig
+from pipeline.contracts.quarantine import brief, printable
 from pipeline.contracts.records import SourceImage
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_SIDE = 2**31 - 1  # widths and heights are int32 in the plan schema
 
 
 class SourceError(ValueError):
@@ -50,3 +56,62 @@ def annotation_file(cfg: SourceConfig) -> str:
 
 def image_dir(cfg: SourceConfig) -> str:
     return str(cfg.images) if cfg.images is not None else f"{cfg.split}/images"
+
+
+class OversizedInt:
+    """A JSON integer too long for Python to convert (over 4300 digits): kept as a marker so its record is
+    quarantined instead of the whole file being refused."""
+
+    def __init__(self, digits: str):
+        self.digits = len(digits.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"<an integer of {self.digits} digits>"
+
+
+def id_problem(value, what: str) -> str | None:
+    """Why `value` is not a usable record id (an int within int64; not a bool, float, string or list), or None."""
+    if isinstance(value, OversizedInt):
+        return f"{what} {value!r} is outside the int64 range"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{what} {brief(value)} is not an integer"
+    if not INT64_MIN <= value <= INT64_MAX:
+        return f"{what} {brief(value)} is outside the int64 range"
+    return None
+
+
+def side_problem(w, h) -> str | None:
+    """Why an image's width/height are unusable (positive ints within int32), or None."""
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in (w, h))
+    return None if ok else f"width/height must be positive integers (at most {MAX_SIDE}), got {brief(w)}x{brief(h)}"
+
+
+def file_name_problem(name) -> str | None:
+    """Why `name` cannot name a file of the dataset (a non-empty UTF-8 string without NUL bytes), or None."""
+    if not isinstance(name, str) or not name:
+        return f"file name {brief(name)} is not a non-empty string"
+    if "\x00" in name:
+        return f"file name {printable(name)!r} contains a NUL byte"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"file name {printable(name)!r} is not valid UTF-8"
+    return None
+
+
+def path_kind(path: Path) -> str:
+    """'regular', 'missing', or what else the path is (a FIFO, socket, device or folder), found with stat only:
+    opening a FIFO blocks for ever, so nothing is opened before this says 'regular'."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    if stat.S_ISREG(mode):
+        return "regular"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"

@@ -1,8 +1,9 @@
 """Plan one source image: decode it once, tile it, clip its objects to each window and plan each patch.
 
-This is the work a planning run maps over images; it returns plans and issues and writes only the patch
-and set-of-marks PNGs (atomically). Whole-image masks are never rasterised per object: polygons are filled
-into bounding-box crops per patch, and mask-PNG ids are cut from the patch's crop of the id image.
+This is the work a planning run maps over images; it returns plans, issues and the size and sha256 of every
+file it wrote, and writes only the patch and set-of-marks PNGs (atomically). Whole-image masks are never
+rasterised per object: polygons are filled into bounding-box crops per patch, and mask-PNG ids are cut from the
+patch's crop of the id image.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.contracts.imageio import read_color_mask, read_id_mask, read_image
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import Georef, PatchPlan, PlannedObject, SourceImage, Window
 from pipeline.contracts.tiling import patch_name, tile_windows
+from pipeline.ingest.source import SourceError, path_kind
 
 
 @dataclass
@@ -35,6 +37,7 @@ class ImageResult:
     plans: list[PatchPlan] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
+    files: dict[str, dict] = field(default_factory=dict)  # PNG path (relative to the split) -> {"size", "sha256"}
 
 
 @dataclass
@@ -51,10 +54,32 @@ class _Source:
     y1: int = 0
 
 
+def patch_id(img: SourceImage, win: Window, whole: bool) -> str:
+    """A patch's id, which names its PNGs: a devkit patch keeps its own name, a tile adds its window."""
+    return img.name if img.untiled else patch_name(img.name, win, whole)
+
+
+def patch_ids(img: SourceImage, cfg: PlanConfig) -> set[str]:
+    """Every id an image's patches may take, known before it is decoded (pure): its name, and its tiles' ids
+    when the annotation file gives its size. Two images sharing one of these would write the same PNG."""
+    ids = {img.name}
+    if not img.untiled and img.width is not None and img.height is not None:
+        windows = tile_windows(img.width, img.height, cfg.tiling.patch_size, cfg.tiling.overlap)
+        whole = len(windows) == 1 and (windows[0].width, windows[0].height) == (img.width, img.height)
+        ids.update(patch_id(img, win, whole) for win in windows)
+    return ids
+
+
 def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Path) -> ImageResult:
     """All kept patches of one image. Bad records go to the result's issues (strict mode raises)."""
     res = ImageResult()
     q = Quarantine(cfg.strict)
+    kind = path_kind(img.path)  # never open a FIFO or device: it would block the worker for ever
+    if kind != "regular":
+        q.report(Issue("image-not-regular-file", str(img.path), f"image file is {kind}, not a regular file; it is not "
+                       "opened", image=img.name))
+        res.issues = q.issues
+        return res
     try:
         rgb, georef = read_image(img.path)
     except OSError as exc:
@@ -89,7 +114,7 @@ def plan_image(img: SourceImage, cfg: PlanConfig, vocab: Vocabulary, out_dir: Pa
         else:
             idx = tree.query(window_box(win)) if tree is not None else []
             clipped = _clip_shapes([sources[i] for i in sorted(idx)], win, cfg)
-        plan = _plan_window(img, rgb, georef, win, whole, clipped, cfg, config_hash, vocab, out_dir, res.stats)
+        plan = _plan_window(img, rgb, georef, win, whole, clipped, cfg, config_hash, vocab, out_dir, res)
         if plan is not None:
             res.plans.append(plan)
     res.issues = q.issues
@@ -100,7 +125,7 @@ def _shape_sources(img: SourceImage, w: int, h: int, q: Quarantine) -> list[_Sou
     out = []
     for obj in img.objects:
         if obj.rle is not None:
-            got = masks.full_image_rle_to_crop(obj.rle, h, w)
+            got = _decode_rle(img, obj, h, w, q)
             if got is None:
                 continue
             crop, x0, y0 = got
@@ -119,8 +144,26 @@ def _shape_sources(img: SourceImage, w: int, h: int, q: Quarantine) -> list[_Sou
     return out
 
 
+def _decode_rle(img: SourceImage, obj, h: int, w: int, q: Quarantine):
+    """A source RLE's crop, or None: a malformed one (pycocotools decodes those unchecked) is quarantined."""
+    problem = masks.rle_problem(obj.rle, h, w)
+    if problem is None:
+        try:
+            return masks.full_image_rle_to_crop(obj.rle, h, w)
+        except (ValueError, TypeError, OverflowError) as exc:
+            problem = f"RLE cannot be decoded: {exc}"
+    q.report(Issue("rle-invalid", str(img.path), problem, image=img.name, ann_id=obj.ann_id))
+    return None
+
+
 def _mask_sources(img: SourceImage, w: int, h: int, vocab: Vocabulary, q: Quarantine):
     """Objects of an instance-id PNG: one per id, category from the class-colour PNG."""
+    for p in (img.id_mask_path, img.color_mask_path):
+        kind = path_kind(p)
+        if kind != "regular":
+            q.report(Issue("mask-not-regular-file", str(p), f"mask PNG is {kind}, not a regular file; it is not opened",
+                           image=img.name))
+            return None, None
     try:
         ids = read_id_mask(img.id_mask_path)
         colors = read_color_mask(img.color_mask_path)
@@ -199,8 +242,9 @@ def _cut_crop(s: _Source, win: Window):
 
 
 def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, config_hash: str, vocab: Vocabulary,
-                 out_dir: Path, stats) -> PatchPlan | None:
+                 out_dir: Path, res: ImageResult) -> PatchPlan | None:
     ph, pw = win.height, win.width
+    stats = res.stats
     items = []
     for s, crop, x0, y0, truncated in clipped:
         pri = describe(crop, x0, y0, pw, ph, cfg.priors.size_words, cfg.priors.elongation)
@@ -220,15 +264,16 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, config_
     if post is not None:
         stats[f"dropped: {post}"] += 1
         return None
-    name = img.name if img.untiled else patch_name(img.name, win, whole)
+    name = patch_id(img, win, whole)
     patch_rgb = rgb[win.y0 : win.y1, win.x0 : win.x1]
     image_path = som_path = None
     if cfg.output.write_patches:
         image_path = patch_image(name)
-        write_png(out_dir / image_path, patch_rgb, cfg.output.png_compression)
+        res.files[image_path] = write_png(out_dir / image_path, patch_rgb, cfg.output.png_compression)
     if cfg.output.write_som and marks:
         som_path = marks_image(name)
-        write_png(out_dir / som_path, render_som(patch_rgb, marks, cfg.marks), cfg.output.png_compression)
+        res.files[som_path] = write_png(out_dir / som_path, render_som(patch_rgb, marks, cfg.marks),
+                                        cfg.output.png_compression)
     stats["kept"] += 1
     stats["objects"] += len(objects)
     stats["instances"] += len(marks)
@@ -247,3 +292,25 @@ def _patch_georef(georef: Georef | None, win: Window) -> Georef | None:
         return georef
     a, b, c, d, e, f = georef.transform
     return Georef(georef.crs, (a, b, a * win.x0 + b * win.y0 + c, d, e, d * win.x0 + e * win.y0 + f))
+
+
+class NothingPlanned(SourceError):
+    """A split that kept no patch (every image quarantined, or filters that drop every patch): an empty split
+    would pass into drafting and the release unnoticed, so the run stops; `summary` has its counts."""
+
+    def __init__(self, message: str, summary=None):
+        super().__init__(message)
+        self.summary = summary
+
+
+def nothing_planned(split: str, stats: Counter, issues: list[Issue], report: Path) -> str | None:
+    """Why a finished split has nothing to draft (one line, pure), or None when it kept a patch."""
+    if stats.get("kept", 0) > 0:
+        return None
+    dropped = ", ".join(f"{k.removeprefix('dropped: ')} {n}" for k, n in sorted(stats.items()) if k.startswith("dropped: "))
+    errors = Counter(i.kind for i in issues if i.severity == "error")
+    bad = ", ".join(f"{k} {n}" for k, n in errors.most_common(3))
+    return (f"{split}: nothing planned: {stats.get('images', 0)} image(s), {stats.get('patches', 0)} patch(es) tiled, "
+            f"0 kept" + (f" (dropped: {dropped})" if dropped else "")
+            + f"; {sum(errors.values())} record(s) quarantined" + (f" ({bad})" if bad else "")
+            + f", listed in {report}; the plans are left incomplete so no later stage reads an empty split")

@@ -3,6 +3,11 @@ how to load the files. Rendered from the dataset manifest only, so it always mat
 
 from __future__ import annotations
 
+import html
+import re
+
+import yaml
+
 # GeoPixelD as released (GeoPixel, ICML 2025; ../shared/GEOPIXELD.md). None: not reported.
 PAPER = {
     "train": {"holistic": 16795, "instance": 36793, "group": 17023, "phrases": 53816, "objects": 600817, "caption_chars": 740},
@@ -34,8 +39,9 @@ def stats_table(manifest: dict) -> str:
         lines = [f"### {split}", "", "| | this build | GeoPixelD (paper) |", "|---|---:|---:|"]
         for k, label in _ROWS:
             lines.append(f"| {label} | {_fmt(ours[k])} | {_fmt(paper.get(k))} |")
-        drafters = ", ".join(f"{k.split(': ')[1]} {v:,}" for k, v in sorted(s.items()) if k.startswith("drafter: "))
-        curation = ", ".join(f"{k.split(': ')[1]} {v:,}" for k, v in sorted(s.items()) if k.startswith("curation: "))
+        # drafter names and curation statuses come from the records: escaped like every text from data
+        drafters = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("drafter: "))
+        curation = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("curation: "))
         lines += ["", f"{s.get('records', 0):,} patches drafted; {s.get('failed', 0):,} failed grounding and "
                       f"{s.get('rejected', 0):,} were rejected by curators (both left out); "
                       f"{s.get('dropped', 0):,} planned instances or groups were dropped from descriptions "
@@ -50,18 +56,59 @@ def stats_table(manifest: dict) -> str:
     return "\n".join(parts)
 
 
-def render_card(name: str, license: str, manifest: dict) -> str:
+class _FrontMatterDumper(yaml.SafeDumper):
+    """Text with a line break is written double-quoted on one line (`\\n` escaped), so no value of the front
+    matter can put a `---` at the start of a line and end the block early."""
+
+
+def _str(dumper: yaml.SafeDumper, v: str):
+    breaks = any(c in v for c in "\r\n\x85\u2028\u2029")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", v, style='"' if breaks else None)
+
+
+_FrontMatterDumper.add_representer(str, _str)
+
+_MD_INLINE = re.compile(r"([\\`*_{}\[\]()#!|~>])")  # emphasis, code, links, images, headings, tables, quotes
+_MD_LIST = re.compile(r"^([-+=])|^(\d+)([.)])")  # what opens a list or a setext heading at a line's start
+
+
+def md_text(text: str) -> str:
+    """Text from settings or data as inert Markdown: one line, HTML escaped, Markdown punctuation backslashed, so
+    a name cannot open a heading, a link, a list, a table cell or a tag."""
+    one_line = " ".join(str(text).split())
+    escaped = _MD_INLINE.sub(r"\\\1", html.escape(one_line, quote=False))
+    return _MD_LIST.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
+
+
+def front_matter(name: str, license: str, manifest: dict) -> dict:
+    """The card's Hugging Face metadata (dumped by YAML, never formatted by hand)."""
+    meta = {"license": license, "pretty_name": name}
+    if manifest.get("synthetic"):
+        meta["tags"] = ["synthetic"]
     released = [s for s, e in manifest["splits"].items() if not e.get("held_back") and e.get("shards")]
-    configs = "\n".join(f"  - split: {s}\n    path: data/{s}/*.parquet" for s in released)
-    front = (f"---\nlicense: {license}\npretty_name: {name}\ntask_categories:\n- image-segmentation\n- image-to-text\n"
-             f"configs:\n- config_name: default\n  data_files:\n{configs}\n---\n" if released
-             else f"---\nlicense: {license}\npretty_name: {name}\n---\n")
+    if released:
+        meta["task_categories"] = ["image-segmentation", "image-to-text"]
+        meta["configs"] = [{"config_name": "default",
+                            "data_files": [{"split": s, "path": f"data/{s}/*.parquet"} for s in released]}]
+    return meta
+
+
+SYNTHETIC_NOTE = ("**Synthetic data.** These rows were built from geopixeld's seeded synthetic iSAID-format "
+                  "generator, not from aerial imagery: they are for trying the pipeline, not for training or "
+                  "evaluating a model.")
+
+
+def render_card(name: str, license: str, manifest: dict) -> str:
+    front = "---\n" + yaml.dump(front_matter(name, license, manifest), Dumper=_FrontMatterDumper, sort_keys=False,
+                                allow_unicode=True, width=1 << 20) + "---\n"
+    note = f"{SYNTHETIC_NOTE}\n\n" if manifest.get("synthetic") else ""
     return (
         front
-        + f"\n# {name}\n\n"
+        + f"\n# {md_text(name)}\n\n" + note +
         "Grounded conversations over aerial image patches, built by geopixeld from an iSAID-style dataset: each row is "
         "one 800x800 patch with a description whose phrases are `<p> tag </p> [SEG]`, each `[SEG]` grounded to one "
         "mask (an instance, or the union of a group).\n\n"
+        f"License: {md_text(license)}. "
         f"Schema version {manifest.get('schema_version')} (docs/dataset-schema.md of geopixeld); row counts and "
         "checksums of every shard are in `_manifest.json`; `geopixeld/` holds the same rows in the released "
         "GeoPixelD JSON layout.\n\n## Statistics\n\n" + stats_table(manifest) + "\n## Loading\n\n"

@@ -23,11 +23,12 @@ from pipeline.release.card import render_card
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, DATASET_SCHEMA_VERSION
 from pipeline.contracts.gcg_schema import GEOREF_COLUMNS, GCGRecord, records_from_table
 from pipeline.contracts.grounding import strip_tags
-from pipeline.contracts.fileio import atomic_write_bytes
-from pipeline.contracts.layout import dataset_dir, records_source, split_dir
+from pipeline.contracts.fileio import atomic_write_bytes, check_file
+from pipeline.contracts.layout import dataset_dir, records_source
 from pipeline.contracts.shards import (MANIFEST, RecordsNotReady, ShardManifest, read_manifest, require_complete,
                                       sha256_file, write_manifest, write_table)
-from pipeline.release.geopixeld import export_split
+from pipeline.planning.stage import planned_files
+from pipeline.release.geopixeld import export_split, planned_image
 
 
 class DatasetSettings(BaseModel):
@@ -42,6 +43,8 @@ class DatasetSettings(BaseModel):
         ["test"], description="Splits released only once every patch has a curator's decision (geopixeld curate).")
     name: str = Field("GeoPixelD (geopixeld build)", description="Dataset name on the card.")
     license: str = Field("cc-by-4.0", description="License on the card (GeoPixelD is CC-BY-4.0).")
+    synthetic: bool = Field(False, description="The rows come from synthetic data: the card and the manifest say so. "
+                            "The build sets it when its source is synthetic (false cannot hide that).")
 
 
 @dataclass
@@ -122,9 +125,10 @@ def split_stats(rows: list[dict], records: list[GCGRecord]) -> Counter:
     return c
 
 
-def _place_image(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) a patch PNG into the dataset, atomically; an identical file already there is kept."""
-    if dst.exists() and dst.stat().st_size == src.stat().st_size:
+def _place_image(src: Path, dst: Path, entry: dict | None) -> None:
+    """Hard-link (or copy) a patch PNG into the dataset, atomically; a file already there is kept when it is the
+    same file or matches planning's `entry` (size and sha256)."""
+    if dst.exists() and (dst.samefile(src) or (entry is not None and check_file(dst, entry) is None)):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
@@ -151,6 +155,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
     rec_manifest = require_complete(rec_dir, RecordsNotReady, f"draft split {split!r} first (geopixeld draft)")
     shards = ShardManifest(folder, manifest, shards=entry["shards"])
     result = SplitResult(split, True)
+    files = planned_files(out, split)
     wanted = {}
     for rec_name in sorted(rec_manifest["shards"]):
         k = rec_name.split("-")[-1].split(".")[0]
@@ -175,9 +180,9 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
             img_rel = None
             img_bytes = None
             if r.image_path:
-                src = split_dir(out, split) / r.image_path
+                src = planned_image(out, split, r.image_path, files, f"record {r.patch_id!r} of {rec_dir / rec_name}")
                 img_rel = f"images/{split}/{Path(r.image_path).name}"
-                _place_image(src, folder / img_rel)
+                _place_image(src, folder / img_rel, files.get(r.image_path))
                 img_bytes = src.read_bytes() if settings.embed_images else None
             rows.append(dataset_row(r, img_rel, img_bytes))
         stats = split_stats(rows, records)
@@ -212,6 +217,7 @@ def write_dataset(out: Path, splits: list[str], settings: DatasetSettings | None
         for split, r in results.items():
             if r.released:
                 export_split(out, split, folder / "geopixeld")
+    manifest["synthetic"] = settings.synthetic  # the card says so too
     atomic_write_bytes(folder / "README.md", render_card(settings.name, settings.license, manifest).encode())
     manifest["complete"] = True
     manifest["rows"] = sum(s.get("rows", 0) for s in manifest["splits"].values())

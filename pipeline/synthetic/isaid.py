@@ -1138,6 +1138,7 @@ def generate(root: Path, scale: str = "tiny", seed: int = 0, splits: Sequence[st
     if unknown:
         raise ValueError(f"unknown split(s) {unknown}; the demo data has {', '.join(numbering)}")
     root = Path(root)
+    _mark_synthetic(root, scale, seed)
     jobs = [_Job(str(root), split, number, position, scale, seed, geotiff, patches)
             for split in splits for position, number in enumerate(numbering[split])]
     results: dict[str, list[dict]] = {split: [] for split in splits}
@@ -1175,16 +1176,39 @@ def generate(root: Path, scale: str = "tiny", seed: int = 0, splits: Sequence[st
     return counts
 
 
-def ensure_source(root: Path, splits: list[str], synthetic: str | None, log=print) -> None:
-    """Generate the synthetic demo set at `root` when asked to (`synthetic`: its scale) and it holds no
-    annotations yet; a missing root without `synthetic` is an error, never a silent demo."""
+MARKER = "SYNTHETIC.json"  # written first into every root `generate` fills: data from it is synthetic
+
+
+def _mark_synthetic(root: Path, scale: str, seed: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(json.dumps({"generator": "geopixeld pipeline.synthetic.isaid", "scale": scale,
+                                           "seed": seed}) + "\n")
+
+
+def is_synthetic_root(root: Path) -> bool:
+    """Whether `root` was written by `generate` (it carries the marker), so builds from it say they are synthetic."""
+    return (Path(root) / MARKER).is_file()
+
+
+def ensure_source(root: Path, splits: list[str], synthetic: str | None, log=print) -> bool:
+    """Make sure the source exists; returns whether it is synthetic.
+
+    `synthetic` (a scale) generates the demo set, but only into a root that does not exist yet or that
+    `generate` made (it lacks a split): never into a folder of other data, so a misspelt root is never silently
+    filled with demo data. Without `synthetic` a missing root is an error naming it."""
     root = Path(root)
-    have = [s for s in splits if (root / s / "Annotations").is_dir() or (root / s / "images").is_dir()]
-    if len(have) == len(splits):
-        return
+    marked = is_synthetic_root(root)
     if synthetic is None:
         if not root.is_dir():
-            raise FileNotFoundError(f"source.root {root}: no such folder (set source.synthetic to generate the demo set)")
-        return  # the reader names what is missing
-    log(f"generating the {synthetic} synthetic iSAID-format dataset in {root}")
-    generate(root, scale=synthetic, splits=tuple(splits), progress=False)
+            raise FileNotFoundError(f"source.root {root}: no such folder (source.synthetic: tiny|small generates "
+                                    "the demo set into a new folder)")
+        return marked  # the reader names what is missing
+    missing = [s for s in splits if not ((root / s / "Annotations").is_dir() or (root / s / "images").is_dir())]
+    if missing and root.exists() and not marked:
+        raise FileExistsError(f"source.root {root}: exists and holds no split {', '.join(missing)}, and is not a "
+                              "synthetic set geopixeld made; source.synthetic generates only into a new folder "
+                              "(set it to null to read real data)")
+    if missing:
+        log(f"generating the {synthetic} synthetic iSAID-format dataset in {root}")
+        generate(root, scale=synthetic, splits=tuple(missing), progress=False)
+    return True  # asked for the demo set: the build is synthetic

@@ -62,6 +62,15 @@ def test_invalid_settings_are_refused_before_work(tiny_root, tmp_path, args, fie
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("split", ["../x", "../../x", "a/b", ".."])
+def test_a_split_that_is_not_a_plain_name_is_refused_before_anything_is_written(tiny_root, tmp_path, split):
+    out = tmp_path / "nested" / "out"
+    res = runner.invoke(app, ["plan", str(tiny_root), str(out), "--split", split, "-q"])
+    assert res.exit_code == 2 and "source.split" in res.output and repr(split) in res.output, res.output
+    assert res.output.startswith("error:") and not (tmp_path / "nested").exists() and not (tmp_path / "x").exists()
+    assert len(res.output.strip().splitlines()) == 1  # one line, naming the field
+
+
 def test_unknown_config_key_is_named(tiny_root, tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("tiers:\n  max_markz: 3\n")

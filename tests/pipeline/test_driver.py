@@ -85,3 +85,52 @@ def test_the_write_probe_names_a_folder_it_cannot_create(tmp_path):
     blocker.write_text("x")
     with pytest.raises(driver.OutputNotWritable, match=str(blocker / "out")):
         driver.check_writable(blocker / "out")
+
+
+def test_a_worker_whose_parent_is_already_gone_ends_at_once(tmp_path):
+    """The initializer's parent check: a worker started as its parent died must not live on."""
+    res = subprocess.run([sys.executable, "-c", "from pipeline.driver import die_with_parent\n"
+                          "die_with_parent(1)\nprint('lived on')"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and "lived on" not in res.stdout
+
+
+@pytest.mark.slow
+def test_plan_workers_end_with_a_killed_parent(tmp_path):
+    """SIGKILL of `geopixeld plan` (no chance to shut its pool down): its workers, busy on a shard each for
+    seconds, are gone at once, so nothing writes into OUT behind a rerun's back."""
+    import signal
+
+    import psutil
+
+    from pipeline.synthetic.isaid import generate
+
+    generate(tmp_path / "data", scale="small", seed=0, splits=("val",), progress=False)  # 12 images
+    plan = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "plan", str(tmp_path / "data"), str(tmp_path / "out"),
+                             "--split", "val", "--workers", "2", "--shard-images", "6", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(plan.pid)
+    deadline = time.monotonic() + 30
+    workers = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = [c for c in parent.children() if "multiprocessing" in " ".join(c.cmdline()) and
+                   "resource_tracker" not in " ".join(c.cmdline())]
+        time.sleep(0.1)
+    assert len(workers) == 2, "the plan never started its two workers"
+    time.sleep(1.0)  # into their shards (each takes a few seconds)
+    assert not list((tmp_path / "out/val/plans").glob("plans-*.parquet"))  # still working when killed
+    os.kill(plan.pid, signal.SIGKILL)
+    plan.wait(10)
+
+    def gone(p):
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 2.0
+    while not all(gone(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [w.pid for w in workers if not gone(w)]
+    for pid in alive:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their killed parent"

@@ -292,3 +292,18 @@ def test_rasterize_of_repaired_donut_with_island_keeps_the_island():
     assert shape.geom.area == pytest.approx(1600 - 400 + 100)
     crop, x0, y0 = rasterize(shape.geom, 100, 100)
     assert crop[20 - y0, 20 - x0]
+
+
+@pytest.mark.parametrize(
+    "seg, kind, fragment",
+    [
+        ([[[1, 1, 5, 1, 5, 5]]], "polygon-not-numeric", "nested deeper"),
+        ([[1, 1, 10**400, 1, 5, 5]], "polygon-out-of-bounds", "too large"),
+        ([{"size": [10, 10], "counts": "1"}], "segmentation-invalid", "RLE"),
+        ([[1, 1, True, 1, 5, 5]], "polygon-not-numeric", "flat list"),
+    ],
+)
+def test_parse_coco_polygons_refuses_what_coco_does_not_allow(seg, kind, fragment):
+    with pytest.raises(GeometryError, match=fragment) as exc:
+        parse_coco_polygons(seg, 100, 100, 2.0)
+    assert exc.value.kind == kind

@@ -219,3 +219,59 @@ def test_full_image_rle_to_crop_inverts_crop_to_rle():
         assert back is not None
         got, gx, gy = back
         assert (gx, gy) == (x0, y0) and (got == crop).all()
+
+
+# ---------------------------------------------------------------- rle_problem, compressed_counts
+
+
+def _runs_to_mask(runs, h, w):
+    flat = np.zeros(h * w, np.uint8)
+    pos, v = 0, 0
+    for n in runs:
+        flat[pos : pos + n] = v
+        pos, v = pos + n, 1 - v
+    return flat.reshape((w, h)).T
+
+
+def test_compressed_counts_agree_with_pycocotools_randomised():
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        full = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        ref = _reference(full)
+        runs = masks.compressed_counts(ref["counts"])
+        assert sum(runs) == h * w and min(runs) >= 0
+        assert (_runs_to_mask(runs, h, w) == full).all()
+        assert masks.rle_problem(ref, h, w) is None and masks.rle_problem(masks.from_coco(ref)) is None
+
+
+@pytest.mark.parametrize(
+    "rle, fragment",
+    [
+        ({"size": [4, 4], "counts": ""}, "cover 0 pixels"),  # pycocotools decodes this from uninitialised memory
+        ({"size": [4, 4], "counts": "garbage!!"}, "not an RLE character"),
+        ({"size": [4, 4], "counts": "0"}, "cover 0 pixels"),
+        ({"size": [4, 4], "counts": "o"}, "ends inside a run length"),
+        ({"size": [4, 4], "counts": [3, 100, 2]}, "cover 105 pixels"),
+        ({"size": [4, 4], "counts": [-1, 17]}, "run length of -1"),
+        ({"size": [4, 4], "counts": [16.0]}, "other than integers"),
+        ({"size": [4, 4], "counts": [True] * 16}, "other than integers"),
+        ({"size": [4, 4], "counts": None}, "compressed string or a list"),
+        ({"size": [4, 4], "counts": {"a": 1}}, "compressed string or a list"),
+        ({"size": [4], "counts": [16]}, "two positive integers"),
+        ({"size": [0, 4], "counts": [0]}, "two positive integers"),
+        ({"size": [True, 4], "counts": [4]}, "two positive integers"),
+        ({"size": "4x4", "counts": [16]}, "two positive integers"),
+        ({"size": [2**40, 1], "counts": [2**40]}, "two positive integers"),
+        ([4, 4], "not an object"),
+    ],
+)
+def test_rle_problem_names_each_malformation(rle, fragment):
+    problem = masks.rle_problem(rle)
+    assert problem is not None and fragment in problem
+
+
+def test_rle_problem_checks_the_image_size_and_accepts_valid_lists():
+    full = _two_blobs()
+    assert masks.rle_problem(_uncompressed(full), 30, 40) is None
+    assert "differs from the image's [40, 30]" in masks.rle_problem(_uncompressed(full), 40, 30)

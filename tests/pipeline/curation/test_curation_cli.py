@@ -13,7 +13,7 @@ from tests.pipeline.curation.curation_helpers import decision_file, export_manif
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["export", "import", "status"])
+@pytest.mark.parametrize("command", ["export", "import", "status", "repair"])
 def test_every_option_has_help(command):
     res = runner.invoke(app, ["curate", command, "--help"])
     assert res.exit_code == 0, res.output

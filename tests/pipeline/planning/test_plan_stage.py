@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -15,8 +16,9 @@ from annotations.marks import mark_box
 from pipeline.contracts import masks
 from pipeline.contracts.imageio import read_image
 from pipeline.contracts.plan_schema import PLAN_SCHEMA, PLAN_SCHEMA_VERSION, row_to_plan
+from pipeline.contracts.records import SourceImage
 from pipeline.contracts.shards import ManifestMismatch
-from pipeline.planning.stage import run_plan
+from pipeline.planning.stage import PatchIdClash, patch_id_clashes, run_plan
 from pipeline.synthetic.tiny_build import plan_config
 
 
@@ -141,8 +143,12 @@ def test_filters_drop_patches(tiny_root, tmp_path):
     assert 0 < dense.stats["kept"] < base.stats["kept"]
     assert all(len(r["objects"]) >= 25 for r in _table(tmp_path / "b").to_pylist())
     assert dense.stats["dropped: fewer than 25 objects"] == base.stats["kept"] - dense.stats["kept"]
-    none = run_plan(plan_config(tiny_root, tmp_path / "c", tiers={"max_marks": 0}, filters={"require_instance": True}),
-                    progress=False)
+    from pipeline.planning.planner import NothingPlanned
+
+    with pytest.raises(NothingPlanned, match="no key instance") as exc:  # an empty split is an error, not exit 0
+        run_plan(plan_config(tiny_root, tmp_path / "c", tiers={"max_marks": 0}, filters={"require_instance": True}),
+                 progress=False)
+    none = exc.value.summary
     assert none.stats["kept"] == 0 and none.stats["dropped: no key instance"] == base.stats["kept"]
 
 
@@ -161,3 +167,109 @@ def test_copy_of_dataset_plans_identically(tiny_root, tmp_path):
     run_plan(plan_config(tiny_root, tmp_path / "a"), progress=False)
     run_plan(plan_config(copy, tmp_path / "b"), progress=False)
     assert _table(tmp_path / "a").drop(["source_path"]).equals(_table(tmp_path / "b").drop(["source_path"]))
+
+
+# --- identity: patch ids are unique per split ---------------------------------------------------------------
+
+def _with_extra_image(tiny_root, tmp_path, file_name: str, copy_to: str | None = None):
+    """A copy of the tiny val set whose annotation file lists one more image entry (id 999) named `file_name`."""
+    root = tmp_path / "src"
+    shutil.copytree(tiny_root / "val", root / "val")
+    ann = root / "val/Annotations/iSAID_val.json"
+    data = json.loads(ann.read_text())
+    first = data["images"][0]
+    if copy_to:
+        (root / "val/images" / copy_to).parent.mkdir(parents=True)
+        shutil.copyfile(root / "val/images" / first["file_name"], root / "val/images" / copy_to)
+    data["images"].append({**first, "id": 999, "file_name": file_name})
+    ann.write_text(json.dumps(data))
+    return root, first["file_name"]
+
+
+def test_same_stem_in_two_folders_is_refused_naming_both_files(tiny_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root, name = _with_extra_image(tiny_root, tmp_path, "again/" + "P0003.png", copy_to="again/P0003.png")
+    out = tmp_path / "out"
+    with pytest.raises(PatchIdClash) as err:
+        run_plan(plan_config(root, out), progress=False)
+    msg = str(err.value)
+    assert str(root / "val/images/P0003.png") in msg and str(root / "val/images/again/P0003.png") in msg
+    assert "\n" not in msg and not list((out / "val").glob("patches/*.png"))  # refused before anything is planned
+    res = CliRunner().invoke(app, ["plan", str(root), str(tmp_path / "cli"), "--quiet"])
+    assert res.exit_code == 2 and "again/P0003.png" in res.output and "Traceback" not in res.output
+
+
+def test_one_image_listed_twice_under_two_ids_is_refused(tiny_root, tmp_path):
+    root, name = _with_extra_image(tiny_root, tmp_path, "P0003.png")
+    with pytest.raises(PatchIdClash, match=r"P0003\.png is listed twice \(image ids \d+ and 999\)"):
+        run_plan(plan_config(root, tmp_path / "out"), progress=False)
+
+
+def test_patch_id_clashes_sees_a_tile_id_taken_by_a_devkit_patch(tiny_root, tmp_path):
+    """A tiled image's window ids are foreseen from the annotated size, not only its own name (pure)."""
+    cfg = plan_config(tiny_root, tmp_path)
+    big = SourceImage(1, "P9", tmp_path / "P9.png", "P9.png", 1600, 1600)
+    patch = SourceImage(2, "P9_0_800_0_800", tmp_path / "p/P9_0_800_0_800.png", "p/P9_0_800_0_800.png", None, None,
+                        untiled=True)
+    other = SourceImage(3, "P10", tmp_path / "P10.png", "P10.png", 1600, 1600)
+    assert patch_id_clashes([big, other], cfg) == []
+    (line,) = patch_id_clashes([big, patch, other], cfg)
+    assert "P9.png" in line and "P9_0_800_0_800.png" in line and "'P9_0_800_0_800'" in line
+
+
+# --- every file a shard names is checked ------------------------------------------------------------------
+
+def test_manifest_records_every_png_and_a_rerun_rebuilds_a_missing_or_damaged_one(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    cfg = plan_config(tiny_root, out, output={"shard_images": 1})
+    run_plan(cfg, progress=False)
+    manifest = json.loads((out / "val/plans/_manifest.json").read_text())
+    named = {p for r in _table(out).to_pylist() for p in (r["image_path"], r["som_path"]) if p}
+    recorded = {rel: e for s in manifest["shards"].values() for rel, e in s["files"].items()}
+    assert set(recorded) == named and named
+    for rel, e in recorded.items():
+        data = (out / "val" / rel).read_bytes()
+        assert e == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    patch, som = sorted(r for r in named if r.startswith("patches/"))[0], sorted(r for r in named if r.startswith("som/"))[-1]
+    good = {rel: (out / "val" / rel).read_bytes() for rel in (patch, som)}
+    (out / "val" / patch).unlink()
+    damaged = bytearray(good[som])
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, other bytes: found by the hash
+    (out / "val" / som).write_bytes(bytes(damaged))
+    again = run_plan(cfg, progress=False)
+    assert again.shards_skipped == 1 and len(again.replanned) == 2
+    assert any(f"{patch} is missing" in w for w in again.replanned) and any(f"{som} is damaged" in w for w in again.replanned)
+    assert "replanned" in again.table()
+    assert all((out / "val" / rel).read_bytes() == data for rel, data in good.items())
+    assert run_plan(cfg, progress=False).shards_skipped == 3  # and now all check out
+
+
+def test_shard_without_recorded_files_is_planned_again(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    cfg = plan_config(tiny_root, out)
+    run_plan(cfg, progress=False)
+    path = out / "val/plans/_manifest.json"
+    manifest = json.loads(path.read_text())
+    for e in manifest["shards"].values():
+        del e["files"]  # as an earlier version wrote it
+    path.write_text(json.dumps(manifest))
+    again = run_plan(cfg, progress=False)
+    assert again.shards_skipped == 0 and "never recorded" in again.replanned[0]
+
+
+def test_overwrite_removes_what_the_old_config_wrote(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    run_plan(plan_config(tiny_root, out), progress=False)
+    stale = [out / "val/patches/OLD_0_800_0_800.png", out / "val/som/OLD_0_800_0_800.png"]
+    for p in stale:
+        p.write_bytes(b"a patch of the old config")
+    other = plan_config(tiny_root, out, tiers={"max_marks": 2}, output={"write_som": False})
+    (out / "val/quarantine.jsonl").write_text('{"stale": true}\n')
+    run_plan(other, progress=False, overwrite=True)
+    assert not any(p.exists() for p in stale) and not list((out / "val/som").glob("*.png"))
+    named = {r["image_path"] for r in _table(out).to_pylist()}
+    assert {f"patches/{p.name}" for p in (out / "val/patches").glob("*.png")} == named
+    assert "stale" not in (out / "val/quarantine.jsonl").read_text()

@@ -21,7 +21,7 @@ from pipeline.release.card import PAPER
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, schema_reference
 from pipeline.drafting.stage import run_draft
 from pipeline.planning.stage import run_plan
-from pipeline.contracts.shards import read_manifest, write_manifest, write_table
+from pipeline.contracts.shards import PlansNotReady, read_manifest, write_manifest, write_table
 from pipeline.synthetic.tiny_build import plan_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -234,3 +234,57 @@ def test_a_split_that_needs_curation_is_held_back_until_every_patch_is_decided(d
     assert tag not in {p["tag"] for p in df.set_index("patch_id").loc[pids[0], "phrases"]}
     card = (done.folder / "README.md").read_text()
     assert "Curated phrases: " in card and " 1 rejected." in card and "path: data/val/*.parquet" in card
+
+
+# --- every image a record names is checked before it is released ----------------------------------------
+
+def _copy_of(drafted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(drafted, out)
+    shutil.rmtree(out / "dataset", ignore_errors=True)
+    return out
+
+
+def _a_released_image(out, split="val"):
+    recs = pd.read_parquet(out / split / "records")
+    r = recs[(recs["status"] == "ok") & recs["image_path"].notna()].iloc[0]
+    return r["patch_id"], out / split / r["image_path"]
+
+
+def test_a_missing_patch_image_stops_the_release_with_what_to_run_and_a_replan_rebuilds_it(drafted, tiny_root, tmp_path):
+    out = _copy_of(drafted, tmp_path)
+    patch_id, png = _a_released_image(out)
+    good = png.read_bytes()
+    png.unlink()
+    settings = DatasetSettings(require_curation=[], export_geopixeld=False)
+    with pytest.raises(PlansNotReady) as err:
+        write_dataset(out, ["val"], settings)
+    msg = str(err.value)
+    assert msg.startswith(f"{png}: missing; record {patch_id!r} of ") and "`geopixeld plan` for split 'val'" in msg
+    assert "\n" not in msg and not (out / "dataset/images/val" / png.name).exists()
+    assert not read_manifest(out / "dataset")["complete"]
+    replan = run_plan(plan_config(tiny_root, out, source={"split": "val"}, output={"shard_images": 2}), progress=False)
+    assert replan.replanned and png.read_bytes() == good
+    s = write_dataset(out, ["val"], settings)
+    assert s.splits["val"].rows > 0 and (s.folder / "images/val" / png.name).read_bytes() == good
+
+
+def test_a_damaged_patch_image_of_the_same_size_is_refused(drafted, tmp_path):
+    out = _copy_of(drafted, tmp_path)
+    _, png = _a_released_image(out)
+    data = bytearray(png.read_bytes())
+    data[-20] ^= 0xFF
+    png.write_bytes(bytes(data))
+    with pytest.raises(PlansNotReady, match="damaged"):
+        write_dataset(out, ["val"], DatasetSettings(require_curation=[], export_geopixeld=False))
+
+
+def test_the_geopixeld_export_refuses_a_missing_png_before_writing_anything(drafted, tmp_path):
+    from pipeline.release.geopixeld import export_split
+
+    out = _copy_of(drafted, tmp_path)
+    patch_id, png = _a_released_image(out)
+    png.unlink()
+    with pytest.raises(PlansNotReady, match=f"{png}: missing; record {patch_id!r}"):
+        export_split(out, "val", tmp_path / "gpd")
+    assert not (tmp_path / "gpd").exists()

@@ -47,3 +47,26 @@ def test_polygons_round_trip_a_mask_with_two_parts():
     m[30:45, 25:40] = 1
     polys = mask_to_polygons(m)
     assert len(polys) == 2 and (polygons_to_mask(polys, 50, 50) == m).all()
+
+
+def _item(patch_id: str, png: Path | None):
+    index, per_patch = released_record(0, patch_id, "a <p> plane-1 </p> [SEG]", [np.ones((4, 4), np.uint8)], "d", "val")
+    return index, per_patch, png
+
+
+def test_a_named_png_that_is_missing_stops_the_export_before_it_writes(tmp_path):
+    from pipeline.contracts.shards import PlansNotReady
+
+    png = tmp_path / "patches" / "P1.png"
+    with pytest.raises(PlansNotReady, match=f"{png}: missing; run `geopixeld plan` for split 'val' again"):
+        write_released(tmp_path / "gpd", "val", [_item("P1", png)])
+    assert not (tmp_path / "gpd").exists()
+    png.parent.mkdir()
+    png.write_bytes(b"\x89PNG")
+    write_released(tmp_path / "gpd", "val", [_item("P1", png), _item("P2", None)])
+    assert (tmp_path / "gpd/val/P1.png").read_bytes() == b"\x89PNG" and not (tmp_path / "gpd/val/P2.png").exists()
+
+
+def test_two_entries_of_one_patch_id_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="patch id 'P1' is in the val export 2 times"):
+        write_released(tmp_path, "val", [_item("P1", None), _item("P1", None)])
