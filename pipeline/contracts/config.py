@@ -78,7 +78,8 @@ class SourceConfig(_Model):
     category_map: dict[str, str] | None = Field(
         None,
         description="Source category id or name -> vocabulary name (coco format). Unmapped source "
-        "categories are reported as unknown.",
+        "categories are reported as unknown. Without a map, a file's category ids are taken as the vocabulary's "
+        "only where its category names agree; a file of another vocabulary is refused.",
     )
     skip_images: list[str] = Field(
         default_factory=lambda: ["P1527", "P1530"], description="Image names never planned (the devkit skips these)."

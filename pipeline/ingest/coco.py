@@ -57,6 +57,28 @@ def _parse(raw: bytes):
     return json.loads(raw, parse_int=lambda s: int(s) if len(s) < 4000 else OversizedInt(s))
 
 
+def identity_categories(cats: dict[int, dict], vocab: Vocabulary, fname: str) -> dict[int, int]:
+    """Without a `category_map` a file's category ids are the vocabulary's: only when its names agree. A file that
+    lists no categories is taken at its ids (the iSAID mask-PNG layout has none); a file whose categories are
+    another vocabulary's is refused, never mapped id for id onto the wrong classes."""
+    if not cats:
+        return {c.id: c.id for c in vocab.categories}
+    hint = "give source.category_map (docs/config.md) to map its categories onto the vocabulary"
+    for cid, c in sorted(cats.items()):
+        name = c.get("name")
+        ours = vocab.lookup(cid)
+        named = vocab.lookup(name) if isinstance(name, str) else None
+        if ours is not None and named is not None and named.id != cid:
+            raise SourceError(f"{fname}: category id {cid} is {name!r} there but {ours.name!r} in the vocabulary; {hint}")
+        if ours is not None and isinstance(name, str) and named is None:
+            raise SourceError(f"{fname}: category id {cid} is {name!r}, not a category of the vocabulary "
+                              f"(id {cid} is {ours.name!r} there); {hint}")
+    out = {cid: cid for cid in cats if cid in vocab}
+    if not out:
+        raise SourceError(f"{fname}: none of its {len(cats)} category ids is one of the vocabulary's; {hint}")
+    return out
+
+
 def category_resolver(data: dict, vocab: Vocabulary, cfg: SourceConfig, fname: str = "",
                       q: Quarantine | None = None) -> dict[int, int]:
     """Source category id -> vocabulary id. Without a map, ids must match the vocabulary."""
@@ -69,7 +91,7 @@ def category_resolver(data: dict, vocab: Vocabulary, cfg: SourceConfig, fname: s
             continue
         cats[c["id"]] = c
     if cfg.category_map is None:
-        return {cid: cid for cid in cats if cid in vocab} or {c.id: c.id for c in vocab.categories}
+        return identity_categories(cats, vocab, fname)
     out = {}
     for key, target in cfg.category_map.items():
         cat = vocab.lookup(target)

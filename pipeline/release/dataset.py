@@ -140,6 +140,15 @@ def _place_image(src: Path, dst: Path, entry: dict | None) -> None:
     os.replace(tmp, dst)
 
 
+def prune(folder: Path, keep: set[Path]) -> list[Path]:
+    """Delete the files of a folder the release owns that no row names any more (a record since rejected, a
+    patch no longer planned), so the folder holds exactly what the manifest and the index say."""
+    gone = [p for p in sorted(folder.iterdir()) if p.is_file() and p not in keep] if folder.is_dir() else []
+    for p in gone:
+        p.unlink()
+    return gone
+
+
 def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, manifest: dict) -> SplitResult:
     """Write (or bring up to date) one split's dataset shards; the caller writes the manifest and card."""
     out = Path(out)
@@ -148,6 +157,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
     if why:
         for name in list(entry["shards"]):  # a split released earlier and now held back is withdrawn
             (folder / name).unlink(missing_ok=True)
+        prune(folder / "images" / split, set())
         manifest["splits"][split] = {"shards": {}, "held_back": why}
         return SplitResult(split, False, held_back=why)
     entry.pop("held_back", None)
@@ -156,7 +166,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
     shards = ShardManifest(folder, manifest, shards=entry["shards"])
     result = SplitResult(split, True)
     files = planned_files(out, split)
-    wanted = {}
+    wanted, images = {}, set()
     for rec_name in sorted(rec_manifest["shards"]):
         k = rec_name.split("-")[-1].split(".")[0]
         name = f"data/{split}/{split}-{k}.parquet"
@@ -164,8 +174,9 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         source = {"records": str(rec_dir.relative_to(out) / rec_name), "sha256": rec_manifest["shards"][rec_name]["sha256"],
                   "embed_images": settings.embed_images}
         old = entry["shards"].get(name)
-        if shards.finished(name, source):
+        if shards.finished(name, source) and "images" in old:
             result.shards_skipped += 1
+            images.update(old["images"])
             result.stats.update(old["stats"])
             result.rows += old["rows"]
             continue
@@ -182,16 +193,20 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
             if r.image_path:
                 src = planned_image(out, split, r.image_path, files, f"record {r.patch_id!r} of {rec_dir / rec_name}")
                 img_rel = f"images/{split}/{Path(r.image_path).name}"
+                images.add(img_rel)
                 _place_image(src, folder / img_rel, files.get(r.image_path))
                 img_bytes = src.read_bytes() if settings.embed_images else None
             rows.append(dataset_row(r, img_rel, img_bytes))
         stats = split_stats(rows, records)
         sha = write_table(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), folder / name)
-        shards.record(name, {"sha256": sha, "rows": len(rows), "source": source, "stats": dict(stats)})  # a killed build keeps it
+        named = sorted(row["image"]["path"] for row in rows if row["image"]["path"])
+        shards.record(name, {"sha256": sha, "rows": len(rows), "source": source, "stats": dict(stats),
+                             "images": named})  # recorded at once: a killed build keeps it
         result.shards_written += 1
         result.rows += len(rows)
         result.stats.update(stats)
     shards.drop(set(wanted))  # dataset shards whose record shard no longer exists
+    prune(folder / "images" / split, {folder / i for i in images})  # images of records no longer released
     entry["rows"] = result.rows
     entry["stats"] = dict(result.stats)
     if curation is not None:  # the card counts what the curators decided
@@ -216,7 +231,7 @@ def write_dataset(out: Path, splits: list[str], settings: DatasetSettings | None
     if settings.export_geopixeld:
         for split, r in results.items():
             if r.released:
-                export_split(out, split, folder / "geopixeld")
+                export_split(out, split, folder / "geopixeld", prune=True)
     manifest["synthetic"] = settings.synthetic  # the card says so too
     atomic_write_bytes(folder / "README.md", render_card(settings.name, settings.license, manifest).encode())
     manifest["complete"] = True

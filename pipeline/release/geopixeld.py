@@ -38,10 +38,12 @@ def planned_image(out: Path, split: str, rel: str, files: dict[str, dict], recor
     return path
 
 
-def write_released(dest: Path, split: str, items: list[tuple[dict, dict, Path | None]]) -> Path:
+def write_released(dest: Path, split: str, items: list[tuple[dict, dict, Path | None]], prune: bool = False) -> Path:
     """Write per-patch JSONs (and copy patch PNGs) under dest/<split>/ and the index dest/GeoPixelD_<split>.json.
 
-    `png` None: the patch has no image to copy. A PNG named but missing stops the export before it writes."""
+    `png` None: the patch has no image to copy. A PNG named but missing stops the export before it writes.
+    `prune` (the release's own folder, never a user's DEST): per-patch files the index no longer names go, so
+    the folder holds one JSON (and PNG) per index entry."""
     folder = dest / split
     stems = Counter(Path(index["polygons"]).stem for index, _, _ in items)
     twice = sorted(s for s, n in stems.items() if n > 1)
@@ -60,10 +62,17 @@ def write_released(dest: Path, split: str, items: list[tuple[dict, dict, Path | 
             atomic_write_bytes(folder / f"{stem}.png", png.read_bytes())
     path = dest / f"GeoPixelD_{split}.json"
     atomic_write_bytes(path, json.dumps([i for i, _, _ in items], indent=4).encode())
+    if prune:
+        keep = {folder / f"{s}.json" for s in stems} | {folder / f"{Path(i['polygons']).stem}.png"
+                                                         for i, _, png in items if png is not None}
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p not in keep:
+                p.unlink()
     return path
 
 
-def export_split(out: Path, split: str, dest: Path, prefix: str = "data/GeoPixelD", records: Path | None = None) -> Path:
+def export_split(out: Path, split: str, dest: Path, prefix: str = "data/GeoPixelD", records: Path | None = None,
+                 prune: bool = False) -> Path:
     """Write the grounded records of a split (`records`, default: where
     `layout.records_source` says they are, curated when curation finished them) in the released GeoPixelD
     layout; records that failed grounding or that a curator rejected are left out. Every PNG is checked
@@ -81,5 +90,5 @@ def export_split(out: Path, split: str, dest: Path, prefix: str = "data/GeoPixel
             png = (planned_image(out, split, r.image_path, files, f"record {r.patch_id!r} of {rec_dir / name}")
                    if r.image_path else None)
             items.append((index, per_patch, png))
-    return write_released(Path(dest), split, items)
+    return write_released(Path(dest), split, items, prune)
 

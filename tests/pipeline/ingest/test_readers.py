@@ -179,3 +179,29 @@ def test_coco_rle_segmentations_plan_like_polygons(tiny_root, tmp_path):
     # pycocotools rasterises polygons a little thinner than OpenCV (right and bottom edges), which tells on
     # small objects such as pools: the same objects, close pixels
     _assert_same_objects(_rows(tmp_path / "poly"), _rows(tmp_path / "rle"), min_iou=0.85)
+
+
+@pytest.mark.parametrize("categories, says", [
+    ([{"id": 1, "name": "person"}], "'person', not a category of the vocabulary"),
+    ([{"id": 4, "name": "ship"}], "category id 4 is 'ship' there but 'tennis_court'"),
+    ([{"id": 99, "name": "ship"}], "none of its 1 category ids"),
+])
+def test_categories_of_another_vocabulary_are_refused_without_a_map(tmp_path, categories, says):
+    """No silent fallback: without `category_map`, ids are taken as the vocabulary's only where the names agree."""
+    from pipeline.contracts.config import SourceConfig
+    from pipeline.ingest import SourceError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ann.json").write_text(json.dumps({"images": [], "annotations": [], "categories": categories}))
+    cfg = SourceConfig(root=tmp_path, split="val", format="coco", annotations="ann.json", images="images")
+    with pytest.raises(SourceError, match="category_map") as err:
+        open_source(cfg, Quarantine())
+    assert says in str(err.value) and str(tmp_path / "ann.json") in str(err.value)
+
+
+def test_agreeing_categories_and_a_file_without_categories_are_taken_at_their_ids():
+    from pipeline.contracts.categories import ISAID
+    from pipeline.ingest.coco import identity_categories
+
+    assert identity_categories({1: {"id": 1, "name": "ship"}, 4: {"id": 4, "name": "Tennis_Court"}}, ISAID, "f") == {1: 1, 4: 4}
+    assert identity_categories({}, ISAID, "f") == {c.id: c.id for c in ISAID.categories}

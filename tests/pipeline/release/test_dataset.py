@@ -117,6 +117,33 @@ def test_changed_records_rewrite_only_their_shard(built):
     assert again.splits["val"].stats["failed"] == 1
 
 
+def test_the_release_holds_exactly_the_files_its_rows_and_index_name(built):
+    """A record no longer released takes its image and per-patch files with it; a stray file in the release's own
+    folders goes too: one dataset image per row, one per-patch JSON and PNG per GeoPixelD index entry."""
+    out, summary = built
+    folder = summary.folder
+    (folder / "images/val/stray.png").write_bytes(b"x")
+    (folder / "geopixeld/val/stray.json").write_text("{}")
+    rec_dir = out / "val/records"
+    m = read_manifest(rec_dir)
+    name = sorted(m["shards"])[0]
+    table = pq.read_table(rec_dir / name)
+    rows = table.to_pylist()
+    gone = next(r for r in rows if r["status"] == "ok" and r["image_path"])
+    gone["status"] = "failed"
+    m["shards"][name]["sha256"] = write_table(table.from_pylist(rows, schema=table.schema), rec_dir / name)
+    write_manifest(rec_dir, m)
+    write_dataset(out, ["train", "val"], NO_CURATION)
+    named = set(pd.read_parquet(folder / "data/val")["image"].map(lambda i: i["path"]))
+    on_disk = {f"images/val/{p.name}" for p in (folder / "images/val").iterdir()}
+    assert on_disk == named and f"images/val/{gone['patch_id']}.png" not in on_disk
+    index = json.loads((folder / "geopixeld/GeoPixelD_val.json").read_text())
+    stems = {Path(e["polygons"]).stem for e in index}
+    assert {p.stem for p in (folder / "geopixeld/val").glob("*.json")} == stems and gone["patch_id"] not in stems
+    assert {p.stem for p in (folder / "geopixeld/val").glob("*.png")} <= stems
+    assert not (folder / "images/val/stray.png").exists() and not (folder / "geopixeld/val/stray.json").exists()
+
+
 def test_card_states_the_statistics_beside_the_papers(built):
     out, summary = built
     card = (summary.folder / "README.md").read_text()
