@@ -66,6 +66,17 @@ def require_complete(folder: Path, error: type[NotReady], hint: str) -> dict:
     return m
 
 
+def require_intact(folder: Path, manifest: dict, name: str, error: type[NotReady], hint: str) -> Path:
+    """Shard `name` of a finished folder, checked against its manifest entry before it is read: a shard deleted or
+    changed since it was written is named with what to run (`hint`), never read as if it were the recorded one."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise error(f"{path}: missing (the manifest lists it); {hint}")
+    if sha256_file(path) != manifest["shards"][name]["sha256"]:
+        raise error(f"{path}: damaged (its sha256 is not the manifest's); {hint}")
+    return path
+
+
 class ManifestMismatch(ValueError):
     """A folder holds shards of another run (config, input, model or schema); refuse to mix them."""
 

@@ -25,7 +25,7 @@ from pipeline.contracts.plan_schema import row_to_plan
 from pipeline.ingest import vocabulary_for
 from pipeline.contracts.records import PatchPlan
 from pipeline.contracts.layout import plans_dir, records_dir, reply_cache_file
-from pipeline.contracts.shards import PlansNotReady, ShardManifest, require_complete, write_table
+from pipeline.contracts.shards import PlansNotReady, ShardManifest, require_complete, require_intact, write_table
 from pipeline.driver import run_stage
 
 
@@ -102,7 +102,9 @@ class DraftJob:
 
     def draft_shard(self, name: str) -> tuple[str, dict]:
         """Draft one plan shard and write its record shard atomically; returns (record shard, manifest entry)."""
-        shard_plans = [row_to_plan(r) for r in pq.read_table(plans_dir(self.out, self.split) / name).to_pylist()]
+        path = require_intact(plans_dir(self.out, self.split), self.plans, name, PlansNotReady,
+                              f"run `geopixeld plan` for split {self.split!r} again (it replans changed shards)")
+        shard_plans = [row_to_plan(r) for r in pq.read_table(path).to_pylist()]
         if self.drafting is None:
             records = [template_record(p, self.vocab) for p in shard_plans]
         else:

@@ -26,7 +26,7 @@ from pipeline.contracts.grounding import strip_tags
 from pipeline.contracts.fileio import atomic_write_bytes, check_file
 from pipeline.contracts.layout import dataset_dir, records_source
 from pipeline.contracts.shards import (MANIFEST, RecordsNotReady, ShardManifest, read_manifest, require_complete,
-                                      sha256_file, write_manifest, write_table)
+                                      require_intact, sha256_file, write_manifest, write_table)
 from pipeline.planning.stage import planned_files
 from pipeline.release.geopixeld import export_split, planned_image
 
@@ -180,7 +180,9 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
             result.stats.update(old["stats"])
             result.rows += old["rows"]
             continue
-        records = records_from_table(pq.read_table(rec_dir / rec_name))
+        records = records_from_table(pq.read_table(require_intact(
+            rec_dir, rec_manifest, rec_name, RecordsNotReady,
+            f"run `geopixeld draft` for split {split!r} again (it redrafts changed shards)")))
         rows = []
         for r in records:
             if not r.released:

@@ -168,7 +168,23 @@ def test_drafting_a_truncated_plan_shard_names_it(planned, tmp_path):
     out = copy_plans(planned, tmp_path / "out")
     shard = sorted((out / "val/plans").glob("plans-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:100])
-    refused(runner.invoke(app, ["draft", str(out), "-q"]), shard)
+    err = refused(runner.invoke(app, ["draft", str(out), "-q"]), shard)
+    assert "damaged" in err and "geopixeld plan" in err  # what happened and what to run
+
+
+def test_releasing_a_changed_record_shard_names_it_and_what_to_run(planned, tmp_path):
+    from pipeline.drafting.stage import run_draft
+    from pipeline.release.dataset import DatasetSettings, write_dataset
+
+    out = copy_plans(planned, tmp_path / "out")
+    run_draft(out, "val", progress=False)
+    shard = sorted((out / "val/records").glob("records-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(Exception, match="damaged.*geopixeld draft") as err:
+        write_dataset(out, ["val"], DatasetSettings(require_curation=[]))
+    assert str(shard) in str(err.value)
+    run_draft(out, "val", progress=False)  # what the message says to run mends it
+    assert write_dataset(out, ["val"], DatasetSettings(require_curation=[])).splits["val"].rows > 0
 
 
 # --- eval inputs ------------------------------------------------------------------------------------------------
