@@ -61,6 +61,7 @@ class SourceImage:
     pretiled: Window | None = None  # a devkit patch: its window in the parent image
     parent: str | None = None  # parent image name of a devkit patch
     untiled: bool = False  # planned as one patch as it is (devkit patches and the whole images it copied)
+    annotations: str | None = None  # the annotation file its objects come from (named in quarantine reports)
 
 
 @dataclass

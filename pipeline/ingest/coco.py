@@ -165,7 +165,8 @@ def _image(rec, k: int, root: Path, img_rel: str, fname: str, q: Quarantine) -> 
         q.report(Issue("image-not-regular-file", fname, f"image file {path} is {kind}, not a regular file; it is "
                        "not opened", image=name))
         return None
-    return SourceImage(image_id=image_id, name=Path(name).stem, path=path, rel_path=rel, width=w, height=h)
+    return SourceImage(image_id=image_id, name=Path(name).stem, path=path, rel_path=rel, width=w, height=h,
+                       annotations=fname)
 
 
 def _annotation(ann, k: int, images, cat_of, seen, fname, q: Quarantine, tol: float) -> SourceObject | None:

@@ -152,7 +152,7 @@ def _decode_rle(img: SourceImage, obj, h: int, w: int, q: Quarantine):
             return masks.full_image_rle_to_crop(obj.rle, h, w)
         except (ValueError, TypeError, OverflowError) as exc:
             problem = f"RLE cannot be decoded: {exc}"
-    q.report(Issue("rle-invalid", str(img.path), problem, image=img.name, ann_id=obj.ann_id))
+    q.report(Issue("rle-invalid", img.annotations or str(img.path), problem, image=img.name, ann_id=obj.ann_id))
     return None
 
 

@@ -394,7 +394,8 @@ def test_planner_quarantines_a_malformed_rle_the_reader_never_saw(tiny_root, tmp
                                                                            "counts": [img.height * img.width + 5]}))
     res = plan_image(img, cfg, src.vocabulary, tmp_path / "out" / "val")
     bad = {i.ann_id: i for i in res.issues if i.kind == "rle-invalid"}
-    assert set(bad) == {987654, 987655} and all(i.image == "P0003" and "P0003" in i.file for i in bad.values())
+    assert set(bad) == {987654, 987655} and all(i.image == "P0003" for i in bad.values())
+    assert all(i.file == img.annotations and i.file.endswith("iSAID_val.json") for i in bad.values())  # the file
     assert res.plans and keep > 0
     with pytest.raises(BadRecord, match="rle-invalid"):
         plan_image(img, cfg.model_copy(update={"strict": True}), src.vocabulary, tmp_path / "out" / "val")
