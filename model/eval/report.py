@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.contracts.fileio import atomic_write_bytes
+from pipeline.contracts.markdown import md_text
 from pipeline.contracts.shards import write_table
 
 from model.eval.run import EvalResult
@@ -36,7 +37,7 @@ def tables(result: EvalResult, name: str) -> str:
     """The two tables printed to the terminal (and heading eval.md)."""
     head = "| model | " + " | ".join(c for _, c in COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS)
     rows = [f"| {ref} | " + " | ".join(_fmt(vals[k]) for k, _ in COLUMNS) + " |" for ref, vals in REFERENCE.items()]
-    rows.append(f"| **{name}** | " + " | ".join(_fmt(result.metrics[k]) for k, _ in COLUMNS) + " |")
+    rows.append(f"| **{md_text(name)}** | " + " | ".join(_fmt(result.metrics[k]) for k, _ in COLUMNS) + " |")
     c = result.counts
     split = ["| phrases | count | AP50 | mIoU | Recall |", "|---|---:|---:|---:|---:|",
              f"| all | {c['gt_phrases']} | {_fmt(result.metrics['ap50'])} | {_fmt(result.metrics['miou'])} | "
@@ -50,7 +51,7 @@ def tables(result: EvalResult, name: str) -> str:
 def markdown(result: EvalResult, name: str, worst: int = 5) -> str:
     c, s, inp = result.counts, result.settings, result.inputs
     lines = [
-        f"# GCG evaluation: {name}", "",
+        f"# GCG evaluation: {md_text(name)}", "",
         f"Predictions: `{', '.join(inp.get('predictions', []))}` ({inp.get('prediction_format', '?')}). "
         f"Ground truth: `{', '.join(inp.get('ground_truth', []))}` ({inp.get('ground_truth_format', '?')}"
         + (f", split {inp['split']}" if inp.get("split") else "") + ").",

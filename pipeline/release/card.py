@@ -3,10 +3,9 @@ how to load the files. Rendered from the dataset manifest only, so it always mat
 
 from __future__ import annotations
 
-import html
-import re
-
 import yaml
+
+from pipeline.contracts.markdown import md_text
 
 # GeoPixelD as released (GeoPixel, ICML 2025; ../shared/GEOPIXELD.md). None: not reported.
 PAPER = {
@@ -67,18 +66,6 @@ def _str(dumper: yaml.SafeDumper, v: str):
 
 
 _FrontMatterDumper.add_representer(str, _str)
-
-_MD_INLINE = re.compile(r"([\\`*_{}\[\]()#!|~>])")  # emphasis, code, links, images, headings, tables, quotes
-_MD_LIST = re.compile(r"^([-+=])|^(\d+)([.)])")  # what opens a list or a setext heading at a line's start
-
-
-def md_text(text: str) -> str:
-    """Text from settings or data as inert Markdown: one line, HTML escaped, Markdown punctuation backslashed, so
-    a name cannot open a heading, a link, a list, a table cell or a tag."""
-    one_line = " ".join(str(text).split())
-    escaped = _MD_INLINE.sub(r"\\\1", html.escape(one_line, quote=False))
-    return _MD_LIST.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
-
 
 def front_matter(name: str, license: str, manifest: dict) -> dict:
     """The card's Hugging Face metadata (dumped by YAML, never formatted by hand)."""
