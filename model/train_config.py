@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,10 @@ from model.lora import LORA_TARGETS, TRAINABLE
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys, NaN and infinities refused; every number below has a range (a typo fails at once, not as a
+    run that diverges or a loader that never starts)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class WeightsSettings(_Strict):
@@ -33,42 +36,42 @@ class DataSettings(_Strict):
     path: str | None = None  # build root / records folder / dataset folder / GeoPixelD JSON (--data overrides it)
     split: str = "train"
     question: str = GCG_QUESTION  # the human turn for Parquet records (GeoPixelD JSON carries its own)
-    max_length: int = 16384
-    window_shards: int = 8
-    cache_shards: int = 8
-    num_workers: int = 4
-    prefetch_factor: int = 2
+    max_length: int = Field(16384, ge=64, le=1 << 20)
+    window_shards: int = Field(8, ge=1, le=10000)
+    cache_shards: int = Field(8, ge=1, le=10000)
+    num_workers: int = Field(4, ge=0, le=256)
+    prefetch_factor: int = Field(2, ge=1, le=64)
 
 
 class LoraSettings(_Strict):
-    r: int = 8
-    alpha: float = 16
-    dropout: float = 0.05
+    r: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16, gt=0, le=4096)
+    dropout: float = Field(0.05, ge=0, lt=1)
     targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS))
 
 
 class OptimSettings(_Strict):
-    epochs: int = 10
-    effective_batch: int = 20  # samples per optimizer step over all processes
-    per_device_batch: int = 1
-    lr: float = 3e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None  # stop after this many optimizer steps (the schedule still spans every epoch)
-    seed: int = 0
+    epochs: int = Field(10, ge=1, le=10000)
+    effective_batch: int = Field(20, ge=1, le=1 << 16)  # samples per optimizer step over all processes
+    per_device_batch: int = Field(1, ge=1, le=4096)
+    lr: float = Field(3e-4, gt=0, le=1)
+    warmup_steps: int = Field(100, ge=0, le=1 << 24)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0, le=1e-2)
+    max_grad_norm: float = Field(1.0, gt=0, le=1e4)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (the schedule spans every epoch)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
     gradient_checkpointing: bool = True
-    cpu_threads: int | None = None  # torch threads when training on the CPU (None: torch's default)
+    cpu_threads: int | None = Field(None, ge=1, le=1024)  # torch threads on the CPU (None: torch's default)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     trainable: list[str] = Field(default_factory=lambda: list(TRAINABLE))
 
 
 class CheckpointSettings(_Strict):
-    every_steps: int = 100
-    keep: int = 2
+    every_steps: int = Field(100, ge=1)
+    keep: int = Field(2, ge=1, le=1000)
 
 
 class TrainConfig(_Strict):
@@ -78,7 +81,7 @@ class TrainConfig(_Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     train: OptimSettings = Field(default_factory=OptimSettings)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
-    log_every: int = 1
+    log_every: int = Field(1, ge=1)
 
     def identity(self) -> str:
         """Hash of everything that changes the trajectory (not max_steps, checkpoint or logging cadence)."""

@@ -113,3 +113,19 @@ def test_paper_config_is_the_published_recipe():
     assert acc["distributed_type"] == "DEEPSPEED" and acc["deepspeed_config"]["zero_stage"] == 2
     assert acc["num_processes"] * o.per_device_batch * acc["deepspeed_config"]["gradient_accumulation_steps"] \
         == o.effective_batch
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"train.lr": float("nan")}, "lr"), ({"train.lr": float("inf")}, "lr"), ({"train.lr": 0}, "lr"),
+    ({"train.lora.dropout": 1.0}, "dropout"), ({"train.betas": [0.9, 1.0]}, "betas"),
+    ({"data.num_workers": -1}, "num_workers"), ({"train.max_steps": 0}, "max_steps"),
+    ({"checkpoint.keep": 0}, "keep"),
+])
+def test_training_settings_out_of_range_are_refused_naming_the_field(override, field):
+    from pydantic import ValidationError
+
+    from model.train_config import load_train_config
+
+    with pytest.raises(ValidationError) as err:
+        load_train_config(None, override)
+    assert field in str(err.value.errors()[0]["loc"])
