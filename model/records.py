@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.contracts.fileio import UnsafePath, resolve_inside
+from pipeline.contracts.masks import compressed_counts
 
 SEG = "[SEG]"
 
@@ -165,37 +166,15 @@ def normalise_rle(rle) -> dict:
             counts = counts.decode("ascii")
         if not isinstance(counts, str):
             raise TypeError("counts must be a string or a list of run lengths")
-        if len(size) != 2 or min(size) < 0 or _runs_total(counts) != size[0] * size[1]:
+        try:
+            runs = compressed_counts(counts)
+        except ValueError:  # a character outside the RLE alphabet, or a cut-off value
+            runs = [-1]
+        if len(size) != 2 or min(size) < 0 or min(runs, default=0) < 0 or sum(runs) != size[0] * size[1]:
             raise ValueError(f"its runs do not cover the {size[0]}x{size[1]} it claims")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"not a COCO RLE ({type(exc).__name__}: {exc})") from exc
     return {"size": size, "counts": counts}
-
-
-def _runs_total(counts: str) -> int:
-    """Pixels covered by a compressed COCO RLE string (pycocotools' rleFrString, in Python); -1 when malformed."""
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                return -1
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                return -1
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            return -1
-        runs.append(x)
-    return sum(runs)
 
 
 def polygons_rle(polygons, height: int, width: int) -> dict:

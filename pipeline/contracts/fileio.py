@@ -60,23 +60,38 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def path_kind(path: Path) -> str:
+    """'regular', 'missing', or what else the path is (a FIFO, socket, device or folder), found with stat only:
+    opening a FIFO blocks for ever, so nothing is opened before this says 'regular'."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    if stat.S_ISREG(mode):
+        return "regular"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def check_file(path: Path, entry: dict | None) -> str | None:
     """Why `path` is not the file a manifest recorded (`entry`: {"size", "sha256"}), or None when it is.
 
-    The size is checked first and the hash only when the size matches, so a missing or truncated file costs
-    one stat. Without an entry the file must still exist and be a regular file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    if not stat.S_ISREG(st.st_mode):
+    The size (when the entry has one) is checked first and the hash only when the size matches, so a missing or
+    truncated file costs no read. Without an entry the file must still exist and be a regular file."""
+    kind = path_kind(path)
+    if kind == "missing" or kind.startswith("unreadable"):
+        return kind
+    if kind != "regular":
         return "not a regular file"
     if entry is None:
         return None
-    if st.st_size != entry["size"]:
-        return f"{st.st_size} bytes, but {entry['size']} were written"
+    if "size" in entry and (size := os.stat(path).st_size) != entry["size"]:
+        return f"{size} bytes, but {entry['size']} were written"
     try:
         if sha256_file(path) != entry["sha256"]:
             return "damaged (its sha256 differs from the one recorded when it was written)"
@@ -112,6 +127,15 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> dict:
         Path(tmp).unlink(missing_ok=True)
         raise
     return file_entry(data)
+
+
+def remove_unnamed(folder: Path, keep: set[Path]) -> list[Path]:
+    """Delete the files of `folder` not in `keep`; returns them. For folders a stage owns (the release's images
+    and GeoPixelD files), so they hold exactly what their manifest and index name."""
+    gone = [p for p in sorted(folder.iterdir()) if p.is_file() and p not in keep] if folder.is_dir() else []
+    for p in gone:
+        p.unlink()
+    return gone
 
 
 def sync_outputs() -> None:

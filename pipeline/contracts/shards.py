@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contracts.fileio import atomic_write_bytes, sha256_file
+from pipeline.contracts.fileio import atomic_write_bytes, check_file
 
 MANIFEST = "_manifest.json"  # leading underscore: pyarrow and pandas skip it when reading the folder
 
@@ -70,10 +70,9 @@ def require_intact(folder: Path, manifest: dict, name: str, error: type[NotReady
     """Shard `name` of a finished folder, checked against its manifest entry before it is read: a shard deleted or
     changed since it was written is named with what to run (`hint`), never read as if it were the recorded one."""
     path = Path(folder) / name
-    if not path.is_file():
-        raise error(f"{path}: missing (the manifest lists it); {hint}")
-    if sha256_file(path) != manifest["shards"][name]["sha256"]:
-        raise error(f"{path}: damaged (its sha256 is not the manifest's); {hint}")
+    why = check_file(path, manifest["shards"][name])
+    if why:
+        raise error(f"{path}: {why}; {hint}")
     return path
 
 
@@ -134,8 +133,7 @@ class ShardManifest:
         entry = self.shards.get(name)
         if not entry or (source is not None and entry.get("source") != source):
             return False
-        path = self.folder / name
-        return path.is_file() and sha256_file(path) == entry["sha256"]
+        return check_file(self.folder / name, entry) is None
 
     def record(self, name: str, entry: dict) -> None:
         """Add a written shard (its entry holds `sha256`); the manifest is replaced atomically."""

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import __version__ as _version
 from pipeline.contracts.gcg_schema import GCGRecord, records_from_table
-from pipeline.contracts.fileio import UnsafePath, atomic_write_bytes, resolve_inside
-from pipeline.contracts.shards import RecordsNotReady, sha256_file
+from pipeline.contracts.fileio import UnsafePath, atomic_write_bytes, resolve_inside, sha256_file
+from pipeline.contracts.shards import RecordsNotReady
 from pipeline.curation.content import content_hash
 from pipeline.contracts.layout import drafted_records, exports_dir, split_dir
 from pipeline.curation.render import PatchView, render_index, render_sheet

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from pipeline.contracts.layout import ledger_dir
-from pipeline.contracts.shards import MANIFEST, read_manifest, sha256_file, write_manifest, write_table
+from pipeline.contracts.fileio import sha256_file
+from pipeline.contracts.shards import MANIFEST, read_manifest, write_manifest, write_table
 from pipeline.curation.decisions import EARLIEST, SKEW
 
 KIND = "geopixeld-curation-ledger"

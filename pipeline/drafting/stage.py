@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -92,8 +92,9 @@ class DraftJob:
     def is_finished(self, name: str) -> bool:
         return self.manifest.finished(record_shard(name), self.source(name))
 
-    @property
+    @cached_property
     def todo(self) -> list[str]:
+        """The plan shards whose record shard is not finished; checked once (it hashes every record shard)."""
         return [n for n in self.shard_names if not self.is_finished(n)]
 
     @property

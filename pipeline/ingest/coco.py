@@ -11,11 +11,11 @@ import numpy as np
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import SourceConfig
 from pipeline.contracts.geometry import GeometryError, parse_coco_polygons
-from pipeline.contracts.fileio import UnsafePath, resolve_inside
+from pipeline.contracts.fileio import UnsafePath, path_kind, resolve_inside
 from pipeline.contracts.masks import rle_problem
 from pipeline.contracts.quarantine import Issue, Quarantine, brief, printable
 from pipeline.contracts.records import SourceImage, SourceObject
-from pipeline.ingest.source import OversizedInt, SourceError, file_name_problem, id_problem, path_kind, side_problem
+from pipeline.ingest.source import OversizedInt, SourceError, file_name_problem, id_problem, side_problem
 
 
 def load_json(path: Path) -> dict:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.contracts.fileio import UnsafePath, resolve_inside
+from pipeline.contracts.fileio import UnsafePath, path_kind, resolve_inside
 from pipeline.contracts.quarantine import Issue, Quarantine, printable
 from pipeline.contracts.records import SourceImage
-from pipeline.ingest.source import SourceError, file_name_problem, id_problem, path_kind
+from pipeline.ingest.source import SourceError, file_name_problem, id_problem
 
 ID_SUFFIX = "_instance_id_RGB"
 COLOR_SUFFIX = "_instance_color_RGB"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,21 +95,3 @@ def file_name_problem(name) -> str | None:
     except UnicodeEncodeError:
         return f"file name {printable(name)!r} is not valid UTF-8"
     return None
-
-
-def path_kind(path: Path) -> str:
-    """'regular', 'missing', or what else the path is (a FIFO, socket, device or folder), found with stat only:
-    opening a FIFO blocks for ever, so nothing is opened before this says 'regular'."""
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return "missing"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({exc})"
-    if stat.S_ISREG(mode):
-        return "regular"
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return kind
-    return "not a regular file"

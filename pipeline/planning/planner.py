@@ -23,13 +23,14 @@ from annotations.priors import describe
 from pipeline.contracts import masks
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import PlanConfig
+from pipeline.contracts.fileio import path_kind
 from pipeline.contracts.layout import marks_image, patch_image
 from pipeline.contracts.geometry import GeometryError, clip_to_window, polygons_to_shape, rasterize, window_box
 from pipeline.contracts.imageio import read_color_mask, read_id_mask, read_image, write_png
 from pipeline.contracts.quarantine import Issue, Quarantine
 from pipeline.contracts.records import Georef, PatchPlan, PlannedObject, SourceImage, Window
 from pipeline.contracts.tiling import patch_name, tile_windows
-from pipeline.ingest.source import SourceError, path_kind
+from pipeline.ingest.source import SourceError
 
 
 @dataclass

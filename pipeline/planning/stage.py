@@ -96,7 +96,7 @@ def plan_shard(k: int, images: list[SourceImage], cfg: PlanConfig, vocab: Vocabu
         stats["images"] += 1
     name = shard_name(k)
     sync_outputs()  # the patch and set-of-marks PNGs are on disk before the shard that names them
-    sha = write_table(plans_to_table(plans), split_dir / "plans" / name)
+    sha = write_table(plans_to_table(plans), plans_dir(cfg.output.out, cfg.source.split) / name)
     return ShardResult(name, [im.name for im in images], len(plans), sha, issues, stats, files)
 
 
@@ -198,11 +198,11 @@ class PlanJob:
             entry = self.manifest.shards[name]
             all_issues.extend(issues_from_dicts(entry["issues"]))
             summary.stats.update(entry["stats"])
-        atomic_write_bytes(quarantine_file(self.cfg.output.out, self.cfg.source.split), issues_to_jsonl(all_issues).encode())
+        report_file = quarantine_file(self.cfg.output.out, self.cfg.source.split)
+        atomic_write_bytes(report_file, issues_to_jsonl(all_issues).encode())
         summary.issues = all_issues
         summary.seconds = time.perf_counter() - self.t0
-        why = nothing_planned(self.cfg.source.split, summary.stats, all_issues,
-                              quarantine_file(self.cfg.output.out, self.cfg.source.split))
+        why = nothing_planned(self.cfg.source.split, summary.stats, all_issues, report_file)
         if why is not None:  # left incomplete: no later stage reads an empty split
             raise NothingPlanned(why, summary)
         self.manifest.complete(names)

@@ -23,10 +23,10 @@ from pipeline.release.card import render_card
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, DATASET_SCHEMA_VERSION
 from pipeline.contracts.gcg_schema import GEOREF_COLUMNS, GCGRecord, records_from_table
 from pipeline.contracts.grounding import strip_tags
-from pipeline.contracts.fileio import atomic_write_bytes, check_file
+from pipeline.contracts.fileio import atomic_write_bytes, check_file, remove_unnamed, sha256_file
 from pipeline.contracts.layout import dataset_dir, records_source
 from pipeline.contracts.shards import (MANIFEST, RecordsNotReady, ShardManifest, read_manifest, require_complete,
-                                      require_intact, sha256_file, write_manifest, write_table)
+                                      require_intact, write_manifest, write_table)
 from pipeline.planning.stage import planned_files
 from pipeline.release.geopixeld import export_split, planned_image
 
@@ -140,15 +140,6 @@ def _place_image(src: Path, dst: Path, entry: dict | None) -> None:
     os.replace(tmp, dst)
 
 
-def prune(folder: Path, keep: set[Path]) -> list[Path]:
-    """Delete the files of a folder the release owns that no row names any more (a record since rejected, a
-    patch no longer planned), so the folder holds exactly what the manifest and the index say."""
-    gone = [p for p in sorted(folder.iterdir()) if p.is_file() and p not in keep] if folder.is_dir() else []
-    for p in gone:
-        p.unlink()
-    return gone
-
-
 def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, manifest: dict) -> SplitResult:
     """Write (or bring up to date) one split's dataset shards; the caller writes the manifest and card."""
     out = Path(out)
@@ -157,7 +148,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
     if why:
         for name in list(entry["shards"]):  # a split released earlier and now held back is withdrawn
             (folder / name).unlink(missing_ok=True)
-        prune(folder / "images" / split, set())
+        remove_unnamed(folder / "images" / split, set())
         manifest["splits"][split] = {"shards": {}, "held_back": why}
         return SplitResult(split, False, held_back=why)
     entry.pop("held_back", None)
@@ -208,7 +199,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         result.rows += len(rows)
         result.stats.update(stats)
     shards.drop(set(wanted))  # dataset shards whose record shard no longer exists
-    prune(folder / "images" / split, {folder / i for i in images})  # images of records no longer released
+    remove_unnamed(folder / "images" / split, {folder / i for i in images})  # images of records no longer released
     entry["rows"] = result.rows
     entry["stats"] = dict(result.stats)
     if curation is not None:  # the card counts what the curators decided

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from pipeline.contracts import masks
 from pipeline.contracts.gcg_schema import records_from_table
 from pipeline.contracts.geopixeld_format import released_record
-from pipeline.contracts.fileio import atomic_write_bytes, check_file
+from pipeline.contracts.fileio import atomic_write_bytes, check_file, remove_unnamed
 from pipeline.contracts.layout import records_source, split_dir
 from pipeline.contracts.shards import PlansNotReady, RecordsNotReady, require_complete
 from pipeline.planning.stage import planned_files
@@ -62,12 +62,9 @@ def write_released(dest: Path, split: str, items: list[tuple[dict, dict, Path | 
             atomic_write_bytes(folder / f"{stem}.png", png.read_bytes())
     path = dest / f"GeoPixelD_{split}.json"
     atomic_write_bytes(path, json.dumps([i for i, _, _ in items], indent=4).encode())
-    if prune:
-        keep = {folder / f"{s}.json" for s in stems} | {folder / f"{Path(i['polygons']).stem}.png"
-                                                         for i, _, png in items if png is not None}
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and p not in keep:
-                p.unlink()
+    if prune:  # per-patch files of records no longer released
+        remove_unnamed(folder, {folder / f"{s}.json" for s in stems} |
+                      {folder / f"{Path(i['polygons']).stem}.png" for i, _, png in items if png is not None})
     return path
 
 

@@ -17,7 +17,8 @@ import pytest
 from flows import serve
 from flows.without_prefect import build_without_prefect
 from pipeline.release.dataset import verify
-from pipeline.contracts.shards import read_manifest, sha256_file
+from pipeline.contracts.fileio import sha256_file
+from pipeline.contracts.shards import read_manifest
 from tests.flows.test_build import fingerprint, params
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
