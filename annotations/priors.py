@@ -1,8 +1,15 @@
-"""Spatial priors: the words a prompt uses to point at an object. Pure functions of a mask crop."""
+"""Spatial priors: the words a prompt uses to point at an object. Pure functions of a mask crop.
+
+Also the template drafter's English (number agreement, lists, word choice): template captions should not all
+read alike, yet the same plan must always give the same caption, so every choice of words is picked by a hash
+of the patch id and a salt (`pick`; never `random` or Python's salted `hash`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -89,3 +96,79 @@ def describe(crop: np.ndarray, x0: int, y0: int, width: int, height: int, size_w
         "elongation": round(elong, 3),
         "orientation": orient,
     }
+
+
+# ------------------------------------------------------------------ the template drafter's English
+
+SIZE_NAMED = ("tiny", "small", "medium", "large", "big", "huge")  # first words of categories that name a size
+_SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+
+
+def pick(options: Sequence[str], key: str, salt: str = "") -> str:
+    """One of `options`, the same for the same (key, salt) on every run and machine."""
+    digest = hashlib.sha256(f"{key}\x00{salt}".encode()).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+def number(n: int) -> str:
+    """A count as a word up to twelve, in digits above."""
+    return _SMALL[n] if 0 <= n < len(_SMALL) else str(n)
+
+
+def counted(n: int, singular: str, plural: str) -> str:
+    """`one plane`, `14 small vehicles`: the noun agrees with the count."""
+    return f"{number(n)} {singular if n == 1 else plural}"
+
+
+def verb(n: int, singular: str, plural: str) -> str:
+    """The verb form that agrees with a count (`is`/`are`)."""
+    return singular if n == 1 else plural
+
+
+def listing(items: Sequence[str], sep: str = ", ", last: str = " and ") -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return sep.join(items[:-1]) + last + items[-1]
+
+
+def a(noun: str) -> str:
+    """`a plane`, `an airport`: the indefinite article by the first letter (good enough for category words)."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def capital(text: str) -> str:
+    """The text with its first letter upper-case (the rest untouched: tags keep their case)."""
+    return text[:1].upper() + text[1:]
+
+
+def percent(fraction: float) -> str:
+    """A share of the patch as a rounded percentage: `about 12%`, `under 1%`."""
+    return "under 1%" if fraction < 0.01 else f"about {round(fraction * 100)}%"
+
+
+def sized(size: str, noun: str) -> str:
+    """`medium plane`, but `large vehicle` alone: a category that names a size takes no second size word."""
+    return noun if not size or noun.split(" ", 1)[0] in SIZE_NAMED else f"{size} {noun}"
+
+
+_ORIENTED = {"horizontal": "oriented horizontally", "vertical": "oriented vertically"}
+
+
+def oriented(orientation: str) -> str:
+    """An orientation prior as words: `oriented vertically`, `running diagonally from top left to bottom right`."""
+    return _ORIENTED.get(orientation) or "running " + orientation.replace("diagonal", "diagonally", 1)
+
+
+def phrase(tag: str) -> str:
+    """A grounded phrase as GeoPixelD writes it: `<p> tag </p> [SEG]`."""
+    return f"<p> {tag} </p> [SEG]"
+
+
+def phrase_list(tags: list[str]) -> str:
+    """GeoPixelD's list of grounded phrases: `<p> a </p> [SEG] , <p> b </p> [SEG] , and <p> c </p> [SEG]`."""
+    items = [phrase(t) for t in tags]
+    if len(items) <= 2:
+        return " and ".join(items)
+    return " , ".join(items[:-1]) + " , and " + items[-1]

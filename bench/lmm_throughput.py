@@ -22,7 +22,8 @@ encoder caches emptied before each:
              generator sends), and otherwise runs vLLM's CLI unchanged. It streams; our client does not.
   client     our LMMClient alone replaying the same requests (no pipeline around it): what the client costs.
 
-Same concurrency everywhere: --concurrency requests in flight (LMMSettings.max_in_flight, LMMClient's bound,
+Same concurrency everywhere: --concurrency requests in flight (the pipeline's own per-server sizing,
+LMMSettings.in_flight_per_endpoint; LMMClient's bound;
 vllm bench --max-concurrency), request rate unbounded. The ratio is requests/s of the pipeline (and of the
 client) over vllm bench's, per round; tokens/s are completion tokens per second. The client CPU column is the
 CPU time of the process sending the requests (the drafting run, our client alone, or vllm bench's load
@@ -161,6 +162,16 @@ def underfull_seconds(spans: list[tuple[float, float]], slots: int) -> float:
     return short
 
 
+def mean_in_flight(spans: list[tuple[float, float]]) -> float:
+    """Requests in flight on average (time-weighted) between the first send and the last reply."""
+    events = sorted([(t0, 1) for t0, _ in spans] + [(t1, -1) for _, t1 in spans])
+    area, level, last = 0.0, 0, events[0][0]
+    for t, step in events:
+        area += level * (t - last)
+        level, last = level + step, t
+    return area / (events[-1][0] - events[0][0]) if events[-1][0] > events[0][0] else 0.0
+
+
 def prepare(work: Path) -> tuple[Path, int]:
     """The tiny demo set's val split, planned once (default config); returns the output folder and patch count."""
     from pipeline.contracts.layout import plans_dir
@@ -181,7 +192,9 @@ def pipeline_run(out: Path, url: str, mode: str, concurrency: int) -> tuple[Run,
     cache = reply_cache_file(out, "val")
     for tail in ("", "-wal", "-shm"):
         cache.with_name(cache.name + tail).unlink(missing_ok=True)
-    settings = LMMSettings([Endpoint(url, MODEL_NAME)], instance_mode=mode, max_in_flight=concurrency, timeout=600)
+    # the pipeline's own sizing: no cap, `concurrency` a server (what a user sets to the server's --max-num-seqs)
+    settings = LMMSettings([Endpoint(url, MODEL_NAME)], instance_mode=mode, in_flight_per_endpoint=concurrency,
+                           timeout=600)
     sent: list[dict] = []
     with open_draft(out, "val", settings) as job:
         job.drafting.on_sent = sent.append
@@ -192,7 +205,8 @@ def pipeline_run(out: Path, url: str, mode: str, concurrency: int) -> tuple[Run,
     return Run("pipeline", s["requests_sent"], seconds, s["prompt_tokens"], s["completion_tokens"], s["failed"], cpu,
                {"records": s["records"], "ok": s["ok"],
                 "underfull_s": underfull_seconds([(r["issued_at"], r["issued_at"] + r["seconds"]) for r in sent],
-                                                 concurrency)}), sent
+                                                 concurrency),
+                "in_flight": mean_in_flight([(r["issued_at"], r["issued_at"] + r["seconds"]) for r in sent])}), sent
 
 
 def vllm_bench_run(url: str, model_dir: Path, sent: list[dict], concurrency: int, work: Path, tag: str) -> Run:
@@ -329,6 +343,8 @@ def main() -> None:
                               f"{run.tok_s:7.1f} tok/s  prompt {run.prompt_tokens} completion {run.completion_tokens} "
                               f"client CPU {1000 * run.cpu_seconds / run.requests:.1f} ms/req "
                               f"short of requests {run.extra['underfull_s']:.1f} s "
+                              + (f"mean in flight {run.extra['in_flight']:.1f} (server batch {args.max_num_seqs}) "
+                                 if "in_flight" in run.extra else "") +
                               f"prefix hits {run.extra['prefix_hit']:.0%} load {run.extra['load_avg']:.1f}", flush=True)
     (work / "results.json").write_text(json.dumps(rows, indent=1))
     print()

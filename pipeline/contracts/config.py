@@ -60,8 +60,14 @@ class SourceConfig(_Model):
     """Where the input is and how it is laid out."""
 
     root: Path = Field(description="Dataset root folder; every file it names must stay inside it.")
-    split: str = Field("val", description="Split folder under the root (iSAID: train or val).",
+    split: str = Field("test", description="The split's name under the output root and in the release (GeoPixelD: "
+                       "train or test); its source folder is `split_folders`' entry for it, else the same name.",
                        json_schema_extra={"range": "a plain name: letters, digits, `_` `.` `-`"})
+    split_folders: dict[str, str] = Field(
+        default_factory=lambda: {"test": "val"},
+        description="Released split -> split folder under the root, where they differ. GeoPixelD releases iSAID-val as "
+        "`test` (iSAID-test has no public masks), hence the default; `{}` reads every split from its own name.",
+        json_schema_extra={"range": "plain names: letters, digits, `_` `.` `-`"})
     format: SourceFormat = Field(
         "isaid",
         description="isaid: COCO JSON + images (or, without the JSON, the two mask PNGs beside each image); "
@@ -88,7 +94,19 @@ class SourceConfig(_Model):
     @field_validator("split")
     @classmethod
     def _plain_split(cls, v: str) -> str:
-        return check_split(v)  # it names a folder under the root and under the output root
+        return check_split(v)  # it names a folder under the output root
+
+    @field_validator("split_folders")
+    @classmethod
+    def _plain_folders(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, folder in v.items():
+            check_split(name), check_split(folder)  # folders under the root and under the output root
+        return v
+
+    @property
+    def folder(self) -> str:
+        """The split's folder under the source root (iSAID's `val` for GeoPixelD's `test`)."""
+        return self.split_folders.get(self.split, self.split)
 
 
 class TilingConfig(_Model):
@@ -146,15 +164,40 @@ class FilterConfig(_Model):
         return self
 
 
-class TierRule(_Model):
-    """The explicit instance/group split (the paper never published its rule).
+TierPreset = Literal["density", "cells"]
 
-    An object is a key instance when its category's tier is "instance", its clipped area is at least
-    `min_instance_area`, its patch holds at most `max_instances_per_category` such objects of that category
-    (denser categories become groups), and fewer than `max_marks` marks are placed already (largest first).
-    Everything else becomes a group member, bucketed by the cells of `group_grid`.
+# What each preset gives the TierRule fields a config leaves out (explicit fields always win). "density" is the
+# field defaults; "cells" is the rule before it (commit da96b17): every occupied cell of a count-chosen grid a group.
+TIER_PRESETS: dict[str, dict] = {
+    "density": {},
+    "cells": {"max_instances_per_category": 8, "cell_members": None, "min_group_size": 1, "lone_objects": "drop"},
+}
+
+
+class TierRule(_Model):
+    """The explicit instance/group split (the paper never published its rule); `preset` picks one of two.
+
+    Both presets: an object is a key instance when its category's tier is "instance", its clipped area is at
+    least `min_instance_area`, its patch holds at most `max_instances_per_category` such objects of that
+    category (denser categories become groups), and fewer than `max_marks` marks are placed already (largest
+    first). Everything else is a group member, bucketed per category by the cells of `group_grid`.
+
+    `density` (default; GeoPixelD's few large groups, about 33 objects a group phrase): a category's members are
+    one group for the whole patch unless they are many and spread: they are split (1x2 or 2x1, or 2x2: never
+    more than four groups) only where every occupied cell holds at least `cell_members` of them. A
+    category with fewer than `min_group_size` group members forms no group: with `lone_objects: instance` those
+    of at least `min_instance_area` become key instances, the rest are dropped (`tier: dropped`, with a
+    `drop_reason` in the plan). `cells` (the earlier rule, kept for comparison): the grid by count alone
+    (1x1 up to 3 members, 1x2/2x1 along the wider spread up to 12, 2x2 up to 40, else 3x3), every occupied
+    cell a group, groups of one allowed. A preset only supplies the values a config leaves out; both the
+    preset and the values are in the config fingerprint, so plans of different rules never mix.
     """
 
+    preset: TierPreset = Field(
+        "density", description="Which rule supplies the tier fields left out: density (few large groups, split "
+        "only when many and spread; lone small objects dropped) or cells (the earlier rule: a group per occupied "
+        "cell of a count-chosen grid, groups of one allowed; sets max_instances_per_category 8, cell_members null, "
+        "min_group_size 1, lone_objects drop).")
     instance_categories: list[str] | None = Field(
         None, description="Category names of the instance tier (default: each category's own tier)."
     )
@@ -163,15 +206,32 @@ class TierRule(_Model):
     )
     min_instance_area: float = Field(900.0, ge=0, le=MAX_AREA, description="Smaller instance-tier objects join a group (px^2).")
     max_instances_per_category: int = Field(
-        8, ge=1, le=1000, description="More same-category instance-tier objects than this in a patch are grouped (density)."
+        12, ge=1, le=1000, description="More same-category instance-tier objects than this in a patch are grouped "
+        "(density; cells preset: 8)."
     )
     max_marks: int = Field(20, ge=0, le=100, description="At most this many marked instances per patch (largest first).")
     group_grid: GridName = Field(
         "auto",
         description="Grid whose cells bucket group members: 1x1, 1x2 (left/right), 2x1 (top/bottom), 2x2, 3x3, "
-        "or auto (1x1 up to 3 members, 1x2/2x1 along the wider spread up to 12, 2x2 up to 40, else 3x3).",
+        "or auto: by `cell_members` (density), or by count when it is null (cells: 1x1 up to 3 members, 1x2/2x1 "
+        "along the wider spread up to 12, 2x2 up to 40, else 3x3).",
     )
-    min_group_size: int = Field(1, ge=1, le=100_000, description="Cells with fewer members than this are dropped.")
+    cell_members: int | None = Field(
+        33, ge=1, le=100_000,
+        description="auto grid: a category's members are split into cells (1x2 or 2x1, or 2x2: the most cells that "
+        "qualify) only when every occupied cell holds at least this many, else they are one group; 33 is GeoPixelD's "
+        "mean group phrase. null: the grid by count (cells preset).",
+        json_schema_extra={"range": "[1, 100000] or null"})
+    min_group_size: int = Field(
+        6, ge=1, le=100_000,
+        description="A group needs this many members (6: at least `several` of quantity_words): a category with "
+        "fewer group members in the patch forms no group (see lone_objects), and a grid cell with fewer is dropped "
+        "(cells preset: 1, every object grouped).")
+    lone_objects: Literal["instance", "drop"] = Field(
+        "instance",
+        description="Group-tier objects of a category too few to group (under min_group_size): instance: those of "
+        "at least min_instance_area become key instances (marks allowing), the rest are dropped; drop: all are "
+        "dropped. Dropped objects stay in the plan with `tier: dropped` and a `drop_reason` (cells preset: drop).")
     quantity_words: list[tuple[Annotated[int, Field(ge=1)], str]] = Field(
         default_factory=lambda: [
             (1, "a single"),
@@ -187,6 +247,14 @@ class TierRule(_Model):
         "them all).",
         json_schema_extra={"range": "non-empty; bounds >= 1, strictly ascending; words non-blank"},
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_values(cls, data):
+        """The preset's values under the fields a config gives (an unknown preset is refused by its Literal)."""
+        if isinstance(data, dict) and data.get("preset", "density") in TIER_PRESETS:
+            return {**TIER_PRESETS[data.get("preset", "density")], **data}
+        return data
 
     @field_validator("quantity_words")
     @classmethod

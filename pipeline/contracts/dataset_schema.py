@@ -1,4 +1,4 @@
-"""The released dataset's Parquet schema (version 1): one row per grounded patch, self-describing.
+"""The released dataset's Parquet schema (version 2; 1 -> 2 added `checks`): one row per grounded patch, self-describing.
 
 Unlike the drafting records (`gcg_schema`), a dataset row is a released patch ready to use, with no failure
 or LMM reply: the image (a path inside the dataset folder, or its bytes), the patch's place in its source
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.contracts.gcg_schema import DROPPED, PHRASE_FIELDS, PROVENANCE, TEXT
+from pipeline.contracts.gcg_schema import CHECK, DROPPED, PHRASE_FIELDS, PROVENANCE, TEXT
 
-DATASET_SCHEMA_VERSION = 1
+DATASET_SCHEMA_VERSION = 2
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 _MASK_ID = pa.field("mask_id", pa.int32())
@@ -24,7 +24,7 @@ MASK = pa.struct([_MASK_ID] + [PHRASE_FIELDS[n] for n in ("tier", "category", "o
 
 # column -> meaning; the order is the schema's order (docs/dataset-schema.md is generated from this table)
 COLUMNS: list[tuple[str, pa.DataType, str]] = [
-    ("schema_version", pa.int16(), "1"),
+    ("schema_version", pa.int16(), "2"),
     ("patch_id", pa.string(), "`P<id>_<y0>_<y1>_<x0>_<x1>` as in GeoPixelD, or the image name when kept whole"),
     ("split", pa.string(), "the split the row belongs to"),
     ("image", IMAGE, "the patch PNG: `path` relative to the dataset folder (`images/<split>/<patch>.png`), "
@@ -46,7 +46,10 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("instance_texts", pa.list_(TEXT), "the instance-tier texts (tag, text)"),
     ("group_texts", pa.list_(TEXT), "the group-tier texts (tag, text)"),
     ("dropped", pa.list_(DROPPED), "planned instances or groups left out of the description, with the reason"),
-    ("provenance", PROVENANCE, "how the text was made: drafter (template or lmm), model, sampling, prompts"),
+    ("checks", pa.list_(CHECK), "the verification checks the texts failed against the plan (`tier`, `tag`, `check`, "
+                                "`detail`; empty when all passed, null when the build did not verify), kept whatever "
+                                "the verification policy"),
+    ("provenance", PROVENANCE, "how the text was made: drafter (template, lmm or replay), model, sampling, prompts"),
     ("curation_status", pa.string(), "`pending`, or the curator's decision on the patch (`accepted`, `flagged`; "
                                      "rejected patches are left out); edited phrases carry the curated text"),
 ]

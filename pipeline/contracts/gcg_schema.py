@@ -1,16 +1,18 @@
-"""Grounded-conversation (GCG) records: the typed record the drafting stage writes, and its Parquet schema (version 3).
+"""Grounded-conversation (GCG) records: the typed record the drafting stage writes, and its Parquet schema (version 4).
 
 One row per patch: the merged description with `<p> tag </p> [SEG]` phrases, each phrase's character span,
 tier and mask, the plan's georeference (so a record needs no plan to be released), the tier texts it was merged
-from, what was dropped and why, and the provenance of the text (drafter, model, sampling, the template hashes and
+from, what was dropped and why, the failed verification checks, and the provenance of the text (drafter, model, sampling, the template hashes and
 the rendered prompt of every request).
 
 `GCGRecord.to_row()` and `GCGRecord.from_row(row)` are the one row codec, as `plan_to_row` / `row_to_plan` are for
-plans. `from_row` also reads rows of versions 1 and 2 (phrases' `kind` read as `tier`, no georeference), so
-records and predictions written before version 3 stay readable; rows are always written as version 3.
+plans. `from_row` also reads rows of versions 1 to 3 (phrases' `kind` read as `tier`, no georeference before 3,
+not verified before 4), so records and predictions written before stay readable; rows are always written as the
+current version.
 
 Version history (docs/gcg-schema.md): 1 -> 2 added `provenance.prompts`; 2 -> 3 renamed phrases' `kind` to
-`tier` (the word the plan and dataset schemas use) and added `source_image`, `window`, `crs`, `transform`.
+`tier` (the word the plan and dataset schemas use) and added `source_image`, `window`, `crs`, `transform`;
+3 -> 4 added `checks` (null: not verified; else one entry per failed check, empty when every check passed).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import pyarrow as pa
 from pipeline.contracts.plan_schema import RLE
 from pipeline.contracts.records import Georef, PatchPlan, Window
 
-GCG_SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # what `GCGRecord.from_row` reads
+GCG_SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)  # what `GCGRecord.from_row` reads
 
 Tier = Literal["instance", "group"]
 
@@ -44,6 +46,9 @@ DROPPED = pa.struct([("tag", pa.string()), ("reason", pa.string())])
 PROMPT = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("text", pa.string()),
                     ("request_sha256", pa.string())])
 FAILURE = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("reason", pa.string()), ("raw", pa.string())])
+# a failed verification check (pipeline/verification): the tier text (holistic, instance, group, merge), the tag
+# ("" for holistic and merge), the check's name and what it found against the plan
+CHECK = pa.struct([("tier", pa.string()), ("tag", pa.string()), ("check", pa.string()), ("detail", pa.string())])
 PROVENANCE = pa.struct([
     ("drafter", pa.string()),  # "template" (offline, no model) or "lmm"
     ("drafter_version", pa.string()),
@@ -75,6 +80,7 @@ GCG_SCHEMA = pa.schema(
         ("group_texts", pa.list_(TEXT)),
         ("dropped", pa.list_(DROPPED)),
         ("failures", pa.list_(FAILURE)),  # LMM replies refused (raw text kept, cut at 2,000 characters)
+        ("checks", pa.list_(CHECK)),  # failed verification checks; null until verified (version 4)
         ("status", pa.string()),  # "ok" or "failed" (then `error` says why; description may be null)
         ("error", pa.string()),
         ("provenance", PROVENANCE),
@@ -174,6 +180,16 @@ class Provenance:
                    r.get("plan_config_hash"))
 
 
+@dataclass(frozen=True)
+class Check:
+    """A verification check a text failed: which text (tier, tag), which check, and what it found."""
+
+    tier: str
+    tag: str
+    check: str
+    detail: str
+
+
 @dataclass
 class GCGRecord:
     """One patch's grounded description. Built failed and empty; the drafter fills what it made."""
@@ -193,6 +209,7 @@ class GCGRecord:
     group_texts: list[TaggedText] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    checks: list[Check] | None = None  # None: not verified; []: every check passed
     status: str = "failed"  # "ok": every phrase resolves to its mask
     error: str | None = None
     provenance: Provenance | None = None
@@ -221,6 +238,7 @@ class GCGRecord:
             "instance_texts": [asdict(t) for t in self.instance_texts],
             "group_texts": [asdict(t) for t in self.group_texts],
             "dropped": [asdict(d) for d in self.dropped], "failures": [asdict(f) for f in self.failures],
+            "checks": None if self.checks is None else [asdict(c) for c in self.checks],
             "status": self.status, "error": self.error,
             "provenance": self.provenance.to_row() if self.provenance else None,
             "curation_status": self.curation_status,
@@ -244,7 +262,9 @@ class GCGRecord:
             holistic=r["holistic"], instance_texts=[_flat(TaggedText, t) for t in r["instance_texts"] or []],
             group_texts=[_flat(TaggedText, t) for t in r["group_texts"] or []],
             dropped=[_flat(Dropped, d) for d in r["dropped"] or []],
-            failures=[_flat(Failure, f) for f in r["failures"] or []], status=r["status"], error=r["error"],
+            failures=[_flat(Failure, f) for f in r["failures"] or []],
+            checks=[_flat(Check, c) for c in r["checks"]] if version >= 4 and r["checks"] is not None else None,
+            status=r["status"], error=r["error"],
             provenance=Provenance.from_row(r["provenance"]) if r["provenance"] else None,
             curation_status=r["curation_status"],
         )

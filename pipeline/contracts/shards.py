@@ -20,9 +20,15 @@ MANIFEST = "_manifest.json"  # leading underscore: pyarrow and pandas skip it wh
 
 
 def write_table(table: pa.Table, path: Path) -> str:
-    """Write a Parquet file atomically; returns its sha256."""
+    """Write a Parquet file atomically; returns its sha256.
+
+    An empty table is written with no row group at all: pyarrow would write one of zero rows, which Hugging Face
+    `datasets` takes as a batch size of 0 and refuses the whole split."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    if table.num_rows:
+        pq.write_table(table, buf, compression="zstd")
+    else:
+        pq.ParquetWriter(buf, table.schema, compression="zstd").close()
     return atomic_write_bytes(path, buf.getvalue())["sha256"]
 
 

@@ -2,7 +2,7 @@
 
 `export_sheets` writes the sheets of a split (docs/curation.md); `import_decisions` checks decision files, records
 them in the ledger and writes the curated shards; `curation_summary` and `curated_records` are what the dataset
-build reads; `stage_for_build` is the build's curation stage. Names are imported on first use, so the command
+build reads; `stage_for_build` and `stage_flagged` are the build's curation stage. Names are imported on first use, so the command
 line does not load OpenCV and Parquet to print its help.
 """
 
@@ -15,7 +15,7 @@ _WHERE = {
     "rebuild": "curated", "DecisionFileError": "decisions", "MAX_BYTES": "decisions", "ExportFilter": "export",
     "ExportResult": "export", "RecordsNotReady": "export", "SheetSettings": "export", "export_sheets": "export",
     "ImportResult": "importer", "LedgerError": "ledger", "import_decisions": "importer", "POLICIES": "policies", "CurationError": "content",
-    "stage_for_build": "stage",
+    "stage_for_build": "stage", "stage_flagged": "stage",
 }
 __all__ = sorted(_WHERE)
 

@@ -23,14 +23,17 @@ def _policy(value: Optional[str]) -> Optional[str]:
 @curate_app.command("export")
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output root holding <split>/records (drafted records).")],
-    split: Annotated[str, typer.Option(help="Split to curate.")] = "val",
+    split: Annotated[str, typer.Option(help="Split to curate.")] = "test",
     per_sheet: Annotated[int, typer.Option(help="Patches per sheet (one HTML file each).")] = 50,
     status: Annotated[str, typer.Option(help="ok (grounded records), failed (those that failed validation) or any.")] = "ok",
-    drafter: Annotated[str, typer.Option(help="any, template or lmm: only records drafted by this drafter.")] = "any",
+    drafter: Annotated[str, typer.Option(help="any, template, lmm or replay: only records drafted by this drafter.")] = "any",
     undecided: Annotated[bool, typer.Option("--undecided/--all", help="Leave out patches already decided (default), or "
                                             "export them too.")] = True,
     patch: Annotated[Optional[list[str]], typer.Option(help="Only this patch id; repeatable.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most this many patches.")] = None,
+    flagged: Annotated[bool, typer.Option("--flagged", help="Only patches with a failed verification check.")] = False,
+    order: Annotated[str, typer.Option(help="records (the records' order) or risk (the most failed verification "
+                                       "checks first).")] = "records",
     image_format: Annotated[str, typer.Option(help="Embed patch images as jpeg (smaller sheets) or png (as drafted).")] = "jpeg",
     policy: Annotated[Optional[str], typer.Option(help="Policy deciding what counts as decided (latest or third-look); "
                                                   "default: the one of the last import.")] = None,
@@ -39,7 +42,8 @@ def export_cmd(
     from pipeline.curation.export import ExportFilter, RecordsNotReady, SheetSettings, export_sheets
 
     try:
-        flt = ExportFilter(status=status, drafter=drafter, undecided=undecided, patch_ids=patch or [], limit=limit)
+        flt = ExportFilter(status=status, drafter=drafter, undecided=undecided, patch_ids=patch or [], limit=limit,
+                           flagged=flagged, order=order)
         settings = SheetSettings(per_sheet=per_sheet, image_format=image_format)
     except ValidationError as exc:
         _fail("invalid options: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -74,7 +78,7 @@ def import_cmd(
 @curate_app.command("status")
 def status_cmd(
     out: Annotated[Path, typer.Argument(help="Output root.")],
-    split: Annotated[str, typer.Option(help="Split.")] = "val",
+    split: Annotated[str, typer.Option(help="Split.")] = "test",
     policy: Annotated[Optional[str], typer.Option(help="latest or third-look (default: the policy of the last import).")] = None,
 ) -> None:
     """Where curation of a split stands: patches decided, phrases accepted/edited/rejected, disagreements."""
@@ -93,7 +97,7 @@ def status_cmd(
 @curate_app.command("repair")
 def repair_cmd(
     out: Annotated[Path, typer.Argument(help="Output root.")],
-    split: Annotated[str, typer.Option(help="Split whose ledger to repair.")] = "val",
+    split: Annotated[str, typer.Option(help="Split whose ledger to repair.")] = "test",
 ) -> None:
     """Make a damaged ledger usable: keep intact shards, move damaged ones into ledger/damaged/, rebuild the
     manifest, and name the decision files to import again."""

@@ -31,9 +31,10 @@ def content_hash(record: GCGRecord) -> str:
 
     The hash is stored in exports and the ledger, so it keeps the row layout it was defined on (GCG schema 2:
     phrases' `kind`, no georeference, which is the plan's and no curator's): decisions made on records of
-    schema 2 still hold on the same content drafted again as schema 3."""
+    schema 2 still hold on the same content drafted again as schema 3 or 4. The verification's `checks` are left
+    out too: they follow from the texts and the check settings, so verifying again keeps every decision."""
     body = record.to_row()
-    for k in ("curation_status", *GEOREF_COLUMNS):
+    for k in ("curation_status", "checks", *GEOREF_COLUMNS):
         del body[k]
     body["schema_version"] = 2
     body["phrases"] = [{("kind" if k == "tier" else k): v for k, v in p.items()} for p in body["phrases"]]

@@ -38,10 +38,13 @@ class ExportFilter(BaseModel):
 
     status: Literal["ok", "failed", "any"] = Field("ok", description="Grounded records (ok), those that failed "
                                                    "validation (failed), or both.")
-    drafter: Literal["any", "template", "lmm"] = Field("any", description="Only records drafted by this drafter.")
+    drafter: Literal["any", "template", "lmm", "replay"] = Field("any", description="Only records drafted by this drafter.")
     undecided: bool = Field(True, description="Leave out patches that already have a curator's decision.")
     patch_ids: list[str] = Field(default_factory=list, description="Only these patches (empty: all).")
     limit: int | None = Field(None, ge=1, description="At most this many patches.")
+    flagged: bool = Field(False, description="Only patches with a failed verification check.")
+    order: Literal["records", "risk"] = Field("records", description="records: the records' order; risk: the most "
+                                              "failed verification checks first (then the records' order).")
 
 
 class SheetSettings(BaseModel):
@@ -96,6 +99,12 @@ def _image(split_root: Path, record: GCGRecord, settings: SheetSettings) -> tupl
     return "image/jpeg", buf.tobytes()
 
 
+def risk(record: GCGRecord) -> int:
+    """How risky a patch is for `--order risk`: its failed verification checks (a failed record counts as many as
+    its planned phrases, since nothing of it grounded)."""
+    return len(record.checks or []) + (len(record.dropped) if record.status != "ok" else 0)
+
+
 def select(records: list[GCGRecord], flt: ExportFilter, decided: set[str]) -> list[GCGRecord]:
     """The records a filter keeps, in record order (pure)."""
     wanted = set(flt.patch_ids)
@@ -108,6 +117,8 @@ def select(records: list[GCGRecord], flt: ExportFilter, decided: set[str]) -> li
         if flt.undecided and r.patch_id in decided:
             continue
         if wanted and r.patch_id not in wanted:
+            continue
+        if flt.flagged and not r.checks:
             continue
         out.append(r)
     return out[: flt.limit] if flt.limit else out
@@ -125,9 +136,12 @@ def export_sheets(out: Path, split: str, flt: ExportFilter | None = None, settin
     if flt.undecided:
         decided = {pid for pid, s in compute(out, split, policy).statuses.items() if s != "pending"}
     chosen: list[tuple[str, GCGRecord]] = []
+    every = flt.model_copy(update={"limit": None}) if flt.order == "risk" else flt  # the riskiest of all, then the limit
     for name in sorted(rec_manifest["shards"]):
         recs = records_from_table(pq.read_table(rec_dir / name))
-        chosen += [(name, r) for r in select(recs, flt, decided)]
+        chosen += [(name, r) for r in select(recs, every, decided)]
+    if flt.order == "risk":
+        chosen.sort(key=lambda nr: -risk(nr[1]))  # stable: ties keep the records' order
     if flt.limit:
         chosen = chosen[: flt.limit]
     unknown = set(flt.patch_ids) - {r.patch_id for _, r in chosen}
@@ -137,7 +151,10 @@ def export_sheets(out: Path, split: str, flt: ExportFilter | None = None, settin
         return ExportResult(split, None, None)
     hashes = {r.patch_id: content_hash(r) for _, r in chosen}
     key = json.dumps({"split": split, "settings": settings.model_dump(), "patches": [[r.patch_id, hashes[r.patch_id]]
-                                                                                        for _, r in chosen]})
+                                                                                        for _, r in chosen],
+                      # the sheets show the flags: verified again with other findings, they are written again
+                      "checks": [[r.patch_id, [[c.tier, c.tag, c.check, c.detail] for c in r.checks or []]]
+                                 for _, r in chosen if r.checks]})
     export_id = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = exports_dir(out, split) / export_id
     done = _existing(folder)

@@ -107,15 +107,27 @@ def _figure(v: PatchView) -> str:
     return "".join(parts)
 
 
+def _phrase_flags(checks, tag: str) -> str:
+    """The verification's failed checks of one phrase's tier text, beside it (the detail on hover and in text)."""
+    mine = [c for c in checks if c.tag == tag]
+    return "".join(f'<span class="flag" title="{_e(c.detail)}">{_e(c.check)}: {_e(c.detail)}</span>' for c in mine)
+
+
 def _patch_html(k: int, n: int, v: PatchView) -> tuple[str, dict]:
     r = v.record
     pid = r.patch_id
     drafter = (r.provenance.drafter if r.provenance else None) or "?"
     data = {"id": pid, "hash": v.content_sha256, "ok": r.status == "ok", "phrases": [], "segs": []}
+    checks = r.checks or []
+    flags = f" · {len(checks)} failed checks" if checks else ""
     head = (f'<h2 id="h-{k}"><span>{k + 1}/{n}</span> <span class="pid">{_e(pid)}</span> '
-            f'<span class="meta">{_e(drafter)} drafter · {_e(r.status)} · {len(r.phrases)} phrases</span> '
+            f'<span class="meta">{_e(drafter)} drafter · {_e(r.status)} · {len(r.phrases)} phrases{flags}</span> '
             f'<span class="pstate" aria-live="polite">undecided</span></h2>')
     side = []
+    whole = [c for c in checks if not c.tag]  # the holistic text's and the merged description's
+    if whole:
+        side.append('<ul class="flags">' + "".join(
+            f'<li class="flag"><b>{_e(c.tier)} · {_e(c.check)}</b>: {_e(c.detail)}</li>' for c in whole) + "</ul>")
     if r.status == "ok" and r.description is not None:
         index = {p.tag: i for i, p in enumerate(r.phrases)}
         segs = segments(r.description)
@@ -129,7 +141,8 @@ def _patch_html(k: int, n: int, v: PatchView) -> tuple[str, dict]:
         for i, p in enumerate(r.phrases):
             side.append(
                 f'<li class="prow" data-i="{i}" tabindex="-1"><span class="chip c{i}">{_e(p.tag)} '
-                f'<span class="kind">{_e(p.tier)}</span></span><span class="state"></span><span class="acts">'
+                f'<span class="kind">{_e(p.tier)}</span></span>{_phrase_flags(checks, p.tag)}<span class="state"></span>'
+                '<span class="acts">'
                 '<button type="button" data-act="accept">Accept <kbd>a</kbd></button>'
                 '<button type="button" data-act="reject">Reject <kbd>r</kbd></button>'
                 '<button type="button" data-act="edit">Edit <kbd>e</kbd></button>'

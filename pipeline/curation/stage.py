@@ -21,7 +21,14 @@ def stage_for_build(out: Path, split: str, policy: str | None = None, settings: 
     else:
         summary = compute(out, split, policy).summary
     exported = ExportResult(split, None, None)
-    if not summary.complete:
-        exported = export_sheets(out, split, ExportFilter(), settings, policy)
+    if not summary.complete:  # the patches the verification flagged most come first
+        exported = export_sheets(out, split, ExportFilter(order="risk"), settings, policy)
     return {"patches": summary.patches, "decided": summary.decided, "sheets": len(exported.sheets),
             "sheets in": str(exported.folder or "")}
+
+
+def stage_flagged(out: Path, split: str, settings: SheetSettings | None = None) -> dict:
+    """For a split released without curation, under the `flag` verification policy: sheets of the patches the
+    verification flagged and no curator has decided yet, riskiest first (their decisions apply as any other)."""
+    exported = export_sheets(Path(out), split, ExportFilter(flagged=True, order="risk"), settings)
+    return {"patches": exported.patches, "sheets": len(exported.sheets), "sheets in": str(exported.folder or "")}

@@ -35,6 +35,7 @@ from pipeline.contracts.grounding import ground, targets_of
 from pipeline.drafting.reply_cache import ReplyCache, request_key
 from pipeline.drafting.lmm_client import Endpoint, LMMClient, LMMRequestError
 from pipeline.contracts.records import PatchPlan
+from pipeline.drafting.replay import REPLAY_VERSION, Replies, check_tags
 from pipeline.drafting.reply_validation import ReplyInvalid, parse_reply, response_format
 
 DRAFTER_VERSION = "2"  # 2: prompts kept in the provenance; merge retries are new requests
@@ -47,14 +48,19 @@ LMM_BOUNDS = {
     "seed": {"ge": 0, "le": 2**31 - 1},
     "invalid_retries": {"ge": 0, "le": 10},
     "max_in_flight": {"ge": 1, "le": 4096},
+    "in_flight_per_endpoint": {"ge": 1, "le": 4096},
     "timeout": {"gt": 0, "le": 3600},
 }
+# vLLM batches up to --max-num-seqs sequences (256 by default): fewer requests in flight leave a GPU server idle
+IN_FLIGHT_PER_ENDPOINT = 256
 
 
 def _check_bounds(settings) -> None:
     """Refuse a numeric setting outside LMM_BOUNDS (NaN and infinities included), naming it."""
     for name, b in LMM_BOUNDS.items():
         v = getattr(settings, name)
+        if v is None and name == "max_in_flight":  # sized from the endpoints
+            continue
         ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
               and v >= b.get("ge", v) and v <= b["le"] and ("gt" not in b or v > b["gt"]))
         if not ok:
@@ -71,16 +77,26 @@ class LMMSettings:
     temperature: float = 0.2
     seed: int = 0
     invalid_retries: int = 2  # extra tries with another seed when a reply fails validation
-    max_in_flight: int = 16
+    max_in_flight: int | None = None  # a cap on each pool's requests in flight; None: in_flight_per_endpoint each
+    in_flight_per_endpoint: int = IN_FLIGHT_PER_ENDPOINT  # set it to the servers' --max-num-seqs
     timeout: float = 120.0
     prompts_dir: Path | None = None
+    # (plan, tier, tag, text) -> the names of the checks a tier text fails (pipeline.verification builds it for
+    # the `drop` policy); a failing instance or group text is asked once more with new seeds, then dropped
+    screen: Callable[[PatchPlan, str, str, str], list[str]] | None = None
+    screen_id: str | None = None  # what the screen is (the verification settings' fingerprint), for the signature
+    probe_schema: bool = True  # prove each endpoint enforces response_format before drafting (schema_probe.py)
 
     def __post_init__(self):
         _check_bounds(self)
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "seed": self.seed, "instance_mode": self.instance_mode,
-                "invalid_retries": self.invalid_retries}
+                "invalid_retries": self.invalid_retries, **({"screen": self.screen_id} if self.screen else {})}
+
+    def in_flight(self, pool) -> int:
+        """Requests a pool of endpoints gets at once: `max_in_flight`, else enough to fill each server's batch."""
+        return self.max_in_flight or self.in_flight_per_endpoint * max(1, len(pool))
 
     def pool(self, tier: str) -> list[Endpoint]:
         """The endpoints a tier's requests go to."""
@@ -148,9 +164,15 @@ class Drafting:
     on_sent: Callable[[dict], None] | None = None  # sees every request actually sent, with its reply (benchmarks)
     gates: dict[int, PriorityGate] = field(init=False)  # id(client) -> the order its requests are sent in
     patch_numbers: itertools.count = field(init=False)  # draft_patch's order: its requests' priority
+    replies: Replies | None = None  # the replay drafter: every request answered from a replies file, none sent
 
     def __post_init__(self):
         s = self.settings
+        self.templates = {n: prompts.load(n, s.prompts_dir) for n in prompts.NAMES}
+        self.patch_numbers = itertools.count()
+        if self.replies is not None:
+            self.clients, self.gates = {}, {}
+            return
         unknown = set(s.tier_endpoints) - {"holistic", "instance", "group", "merge"}
         if unknown:
             raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: holistic, instance, group, merge")
@@ -159,11 +181,9 @@ class Drafting:
         for tier in ("holistic", "instance", "group", "merge"):
             key = tuple(s.pool(tier))
             if key not in shared:
-                shared[key] = LMMClient(list(key), s.max_in_flight, s.timeout)
+                shared[key] = LMMClient(list(key), s.in_flight(key), s.timeout)
             self.clients[tier] = shared[key]
-        self.gates = {id(c): PriorityGate(s.max_in_flight) for c in shared.values()}
-        self.patch_numbers = itertools.count()
-        self.templates = {n: prompts.load(n, s.prompts_dir) for n in prompts.NAMES}
+        self.gates = {id(c): PriorityGate(s.in_flight(c.endpoints)) for c in shared.values()}
 
     def distinct_clients(self) -> list[LMMClient]:
         return list({id(c): c for c in self.clients.values()}.values())
@@ -173,7 +193,7 @@ class Drafting:
             await c.aclose()
 
     async def ask(self, ask: Ask, images: dict[str, str], prompts: list[Prompt] | None = None, round_: int = 0,
-                  priority: tuple = ()) -> dict:
+                  priority: tuple = (), patch_id: str = "") -> dict:
         """A validated reply for one request (cache first), or ReplyInvalid after the retries.
 
         `round_` > 0 asks again with seeds no earlier round used (a merge retried after it failed grounding
@@ -181,6 +201,11 @@ class Drafting:
         tier, tag, the rendered prompt and the SHA-256 of the last request made (the cache key). Requests with
         a lower `priority` are sent first (PriorityGate).
         """
+        if self.replies is not None:  # one answer per request, validated as a served reply would be
+            text = self.replies.reply(patch_id, ask.tier, ask.key)
+            if text is None:
+                raise ReplyInvalid(f"no {ask.tier} line{f' for {ask.key!r}' if ask.key else ''} in {self.replies.path}", "")
+            return parse_reply(text, ask.schema)
         client = self.clients[ask.tier]
         content = ([{"type": "image_url", "image_url": {"url": images[ask.image]}}] if ask.image else [])
         messages = [{"role": "user", "content": content + [{"type": "text", "text": ask.prompt}]}]
@@ -218,13 +243,29 @@ def _data_url(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def tier_asks(plan: PatchPlan, t: dict, instance_mode: str) -> tuple[Ask, list[Ask], list[Ask]]:
+    """A plan's holistic, instance and group requests, in the order they are made (the drafter and the cost
+    estimate ask here): one instance request per marked object, or one for all of them (`per-patch`)."""
+    instances = sorted(plan.instances, key=lambda o: o.mark)
+    if instance_mode == "per-patch" and instances:
+        inst = [instance_batch_ask(instances, t["instance_batch"])]
+    else:
+        inst = [instance_ask(o, t["instance"]) for o in instances]
+    return holistic_ask(t["holistic"]), inst, [group_ask(g, t["group"]) for g in plan.groups]
+
+
 async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecord:
     """One GCG record for one plan."""
     s, t = d.settings, d.templates
     priority = (next(d.patch_numbers),)  # this patch's requests go before those of patches started after it
-    images = {"patch": _data_url(split_dir / plan.image_path)}
-    if plan.som_path:
-        images["som"] = _data_url(split_dir / plan.som_path)
+    images = {}
+    if d.replies is None:  # a replay sends no request: no image to read
+        images["patch"] = _data_url(split_dir / plan.image_path)
+        if plan.som_path:
+            images["som"] = _data_url(split_dir / plan.som_path)
+    else:
+        check_tags(d.replies, plan.patch_id, {"instance": {o.tag for o in plan.instances},
+                                              "group": {g.tag for g in plan.groups}})
     failures: list[Failure] = []
     asked: list[list[Prompt]] = []  # each request's provenance, in the order the requests were made
 
@@ -234,7 +275,7 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
 
         async def go():
             try:
-                return await d.ask(ask, images, mine, round_, priority)
+                return await d.ask(ask, images, mine, round_, priority, plan.patch_id)
             except ReplyInvalid as exc:
                 failures.append(Failure(ask.tier, ask.key, str(exc), exc.raw[:2000]))
             except LMMRequestError as exc:
@@ -248,16 +289,15 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
         return record
 
     instances = sorted(plan.instances, key=lambda o: o.mark)
-    hol_coro = safe(holistic_ask(t["holistic"]))  # requests are recorded (and sent) in this order
-    if s.instance_mode == "per-patch" and instances:
-        inst_coros = [safe(instance_batch_ask(instances, t["instance_batch"]))]
-    else:
-        inst_coros = [safe(instance_ask(o, t["instance"])) for o in instances]
-    grp_coros = [safe(group_ask(g, t["group"])) for g in plan.groups]
+    mode = "per-object" if d.replies is not None else s.instance_mode  # a replay has a line per tag
+    hol_ask, inst_asks, grp_asks = tier_asks(plan, t, mode)
+    hol_coro = safe(hol_ask)  # requests are recorded (and sent) in this order
+    inst_coros = [safe(a) for a in inst_asks]
+    grp_coros = [safe(a) for a in grp_asks]
     results = await _all([hol_coro, *inst_coros, *grp_coros])
     hol, inst_res, grp_res = results[0], results[1 : 1 + len(inst_coros)], results[1 + len(inst_coros) :]
     inst_text: dict[str, str] = {}
-    if s.instance_mode == "per-patch" and instances:
+    if mode == "per-patch" and instances:
         by_mark = {o.mark: o.tag for o in instances}
         for item in (inst_res[0] or {}).get("objects", []):
             inst_text.setdefault(by_mark[item["mark"]], item["sentence"])
@@ -266,6 +306,8 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
     grp_text = {g.tag: r["sentence"] for g, r in zip(plan.groups, grp_res) if r}
     dropped = [Dropped(o.tag, "no valid instance sentence") for o in instances if o.tag not in inst_text]
     dropped += [Dropped(g.tag, "no valid group sentence") for g in plan.groups if g.tag not in grp_text]
+    if s.screen is not None and d.replies is None:  # the drop policy: a text with a wrong fact gets one more try
+        dropped += await _redraft_failing(plan, instances, inst_text, grp_text, s.screen, safe, t)
 
     record = _record(plan, s, d, inst_text, grp_text, dropped, failures)
     if hol is None:
@@ -276,15 +318,16 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
     keep = {tag for tag, _ in tagged}
     targets = {k: v for k, v in targets_of(plan).items() if k in keep}
     description, merge = None, "assembly"
-    if tagged:
-        for round_ in range(s.invalid_retries + 1):
+    replayed = d.replies is not None
+    if tagged and (not replayed or d.replies.has(plan.patch_id, "merge")):  # no merge line: the assembly
+        for round_ in range(1 if replayed else s.invalid_retries + 1):  # a replay has one answer
             got = await safe(merge_ask(hol["description"], tagged, t["merge"]), round_)
             if got is None:
                 break
             text = _with_seg(got["description"])
             g = ground(text, targets)
             if g.ok and not g.missing:
-                description, merge = text, "lmm"
+                description, merge = text, "replay" if replayed else "lmm"
                 break
             failures.append(Failure("merge", "", "; ".join(g.errors + [f"lost tag {m!r}" for m in g.missing]),
                                     got["description"][:2000]))
@@ -293,8 +336,32 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
     g = ground(description, targets)
     if not g.ok or g.missing:  # the assembly always grounds; this guards the invariant, never keeps a bad record
         return done(record, status="failed", error="; ".join(g.errors + g.missing))
-    record.provenance.sampling = json.dumps({**s.sampling(), "merge": merge})
+    if replayed:
+        record.provenance.sampling = json.dumps({**json.loads(d.replies.provenance()), "merge": merge}, sort_keys=True)
+    else:
+        record.provenance.sampling = json.dumps({**s.sampling(), "merge": merge})
     return done(record, description=description, phrases=g.phrases, status="ok")
+
+
+async def _redraft_failing(plan: PatchPlan, instances, inst_text: dict, grp_text: dict, screen, safe, t) -> list[Dropped]:
+    """Ask once more, with seeds no earlier try used, for every instance or group text the screen fails; keep a new
+    text that passes, else leave the tag out (dropped, naming the checks). Updates the texts in place."""
+    todo = [("instance", o, inst_text) for o in instances if o.tag in inst_text
+            and screen(plan, "instance", o.tag, inst_text[o.tag])]
+    todo += [("group", g, grp_text) for g in plan.groups if g.tag in grp_text and screen(plan, "group", g.tag, grp_text[g.tag])]
+    if not todo:
+        return []
+    asks = [safe(instance_ask(x, t["instance"]) if tier == "instance" else group_ask(x, t["group"]), 1)
+            for tier, x, _ in todo]
+    dropped = []
+    for (tier, x, texts), reply in zip(todo, await _all(asks)):
+        failed = screen(plan, tier, x.tag, reply["sentence"]) if reply else ["no valid sentence on the re-draft"]
+        if failed:
+            del texts[x.tag]
+            dropped.append(Dropped(x.tag, "verification: " + ", ".join(sorted(set(failed)))))
+        else:
+            texts[x.tag] = reply["sentence"]
+    return dropped
 
 
 def _with_seg(text: str) -> str:
@@ -303,11 +370,15 @@ def _with_seg(text: str) -> str:
 
 
 def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, failures) -> GCGRecord:
-    models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
+    if d.replies is not None:  # provenance names the file and its sha256
+        provenance = Provenance("replay", REPLAY_VERSION, None, d.replies.provenance())
+    else:
+        models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
+        provenance = Provenance("lmm", DRAFTER_VERSION, ",".join(models), json.dumps(s.sampling()),
+                                [TaggedText(n, tpl.sha256) for n, tpl in d.templates.items()])
     return GCGRecord.for_plan(
         plan,
-        Provenance("lmm", DRAFTER_VERSION, ",".join(models), json.dumps(s.sampling()),
-                   [TaggedText(n, tpl.sha256) for n, tpl in d.templates.items()]),
+        provenance,
         instance_texts=tagged_texts(inst_text), group_texts=tagged_texts(grp_text), dropped=dropped, failures=failures,
     )
 

@@ -123,6 +123,7 @@ class DraftJob:
 
     def record(self, result: tuple[str, dict]) -> None:
         rec_name, entry = result
+        self.manifest.data.pop("verification", None)  # a shard drafted again is not verified yet
         self.manifest.record(rec_name, entry)
 
     def finish(self) -> DraftSummary:
@@ -157,36 +158,85 @@ class DraftJob:
         self.close()
 
 
-def open_draft(out: Path, split: str, lmm=None) -> DraftJob:
-    """Check the split's plans are finished and set up the drafter (`lmm`: LMMSettings, else the template drafter)."""
+def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> DraftJob:
+    """Check the split's plans are finished and set up the drafter: `lmm` (LMMSettings) drafts with vLLM,
+    `replies` (a JSONL file, pipeline.drafting.replay) replays drafts made elsewhere, else the template drafter."""
     plans = require_complete(plans_dir(out, split), PlansNotReady, f"run `geopixeld plan` for split {split!r} first")
     vocab = vocabulary_for(SourceConfig.model_validate(plans["config"]["source"]))
     rec_dir = records_dir(out, split)
+    if replies is not None:  # checked whole before the records folder is touched
+        if lmm is not None:
+            raise ValueError("a replay sends no request: give replies or LMM servers, not both")
+        from pipeline.drafting.replay import check_patches, read_replies
+
+        replayed = read_replies(replies)
+        check_patches(replayed, planned_patches(out, split, plans), split)
     # records of another schema version are drafted again (their shards are overwritten one by one)
     manifest = ShardManifest.open(rec_dir, "geopixeld-records", {"schema_version": GCG_SCHEMA_VERSION},
                                   on_mismatch="restart", schema_version=GCG_SCHEMA_VERSION)
-    if lmm is None:
-        return DraftJob(out, split, plans, vocab, rec_dir, manifest, template_drafter.DRAFTER)
+    if lmm is None and replies is None:
+        # the drafter's version in the signature: records of an earlier template are drafted again
+        return DraftJob(out, split, plans, vocab, rec_dir, manifest, f"{template_drafter.DRAFTER}:{template_drafter.VERSION}")
     from pipeline.drafting.reply_cache import ReplyCache
     from pipeline.drafting.lmm_drafter import DRAFTER_VERSION, Drafting
 
     cache = ReplyCache(reply_cache_file(out, split))
     loop = asyncio.new_event_loop()  # one loop for the whole run: the client's pool and semaphore live on it
+    if replies is not None:
+        from pipeline.drafting.lmm_drafter import LMMSettings
+        from pipeline.drafting.replay import REPLAY_VERSION
+
+        drafting = Drafting(LMMSettings([]), cache, replies=replayed, loop=loop)
+        signature = "replay:" + json.dumps({"version": REPLAY_VERSION, "drafter": DRAFTER_VERSION,
+                                            "sha256": replayed.sha256}, sort_keys=True)
+        return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache)
 
     async def make() -> Drafting:
         return Drafting(lmm, cache)
 
     drafting = loop.run_until_complete(make())
     drafting.loop = loop
+    if lmm.probe_schema:  # a server that ignores response_format is named now, not reply by reply
+        from pipeline.drafting.schema_probe import probe_structured_output
+
+        async def probe_all() -> None:
+            await asyncio.gather(*(probe_structured_output(c) for c in drafting.distinct_clients()))
+
+        try:
+            loop.run_until_complete(probe_all())
+        except BaseException:
+            loop.run_until_complete(drafting.aclose())
+            loop.close()
+            cache.close()
+            raise
     models = {t: sorted(e.model for e in lmm.pool(t)) for t in ("holistic", "instance", "group", "merge")}
     signature = "lmm:" + json.dumps({"version": DRAFTER_VERSION, "models": models, **lmm.sampling(),
                                      "prompts": {n: t.sha256 for n, t in drafting.templates.items()}}, sort_keys=True)
     return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache)
 
 
-def run_draft(out: Path, split: str, progress: bool = True, lmm=None) -> DraftSummary:
-    """Draft every plan shard of a split; `lmm` (LMMSettings) drafts with vLLM, else the template drafter."""
-    with open_draft(out, split, lmm) as job:
+def iter_plans(out: Path, split: str):
+    """Every plan of a finished split, shard by shard (the cost estimate reads them all)."""
+    plans = require_complete(plans_dir(out, split), PlansNotReady, f"run `geopixeld plan` for split {split!r} first")
+    for name in sorted(plans["shards"]):
+        path = require_intact(plans_dir(out, split), plans, name, PlansNotReady,
+                              f"run `geopixeld plan` for split {split!r} again")
+        yield from (row_to_plan(r) for r in pq.read_table(path).to_pylist())
+
+
+def planned_patches(out: Path, split: str, plans: dict) -> set[str]:
+    """Every planned patch id of a split (the `patch_id` column of its intact plan shards)."""
+    folder, ids = plans_dir(out, split), set()
+    for name in sorted(plans["shards"]):
+        path = require_intact(folder, plans, name, PlansNotReady, f"run `geopixeld plan` for split {split!r} again")
+        ids.update(pq.read_table(path, columns=["patch_id"])["patch_id"].to_pylist())
+    return ids
+
+
+def run_draft(out: Path, split: str, progress: bool = True, lmm=None, replies: Path | None = None) -> DraftSummary:
+    """Draft every plan shard of a split; `lmm` (LMMSettings) drafts with vLLM, `replies` replays a JSONL file of
+    drafts made elsewhere, else the template drafter."""
+    with open_draft(out, split, lmm, replies) as job:
         todo = job.todo
         with tqdm(total=len(todo), desc=f"draft {split}", unit="shard", disable=not progress) as bar:
             summary = run_stage(job, progress=bar.update)

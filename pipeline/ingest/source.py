@@ -49,11 +49,11 @@ def annotation_file(cfg: SourceConfig) -> str:
         return str(cfg.annotations)
     if cfg.format == "coco":
         raise SourceError("the coco format needs `annotations` (the COCO JSON, relative to the root)")
-    return f"{cfg.split}/Annotations/iSAID_{cfg.split}.json"
+    return f"{cfg.folder}/Annotations/iSAID_{cfg.folder}.json"
 
 
 def image_dir(cfg: SourceConfig) -> str:
-    return str(cfg.images) if cfg.images is not None else f"{cfg.split}/images"
+    return str(cfg.images) if cfg.images is not None else f"{cfg.folder}/images"
 
 
 class OversizedInt:

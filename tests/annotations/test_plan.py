@@ -11,12 +11,17 @@ from pipeline.contracts.categories import ISAID
 from pipeline.contracts.config import FilterConfig, PlanConfig
 from pipeline.contracts.records import PlannedObject
 
-SHIP, COURT, CAR, PLANE = 1, 4, 9, 14
+SHIP, TANK, COURT, CAR, PLANE = 1, 2, 4, 9, 14
 SIZE = 800
 
 
 def cfg(**kw) -> PlanConfig:
     return PlanConfig(source={"root": "x"}, output={"out": "y"}, **kw)
+
+
+def cells(**tiers) -> PlanConfig:
+    """The earlier rule (the cells preset), which these tests of marks, tags and grids were written against."""
+    return cfg(tiers={"preset": "cells", **tiers})
 
 
 def clip(oid: int, cat: int, crop: np.ndarray, x0: int, y0: int, truncated: bool = False) -> Clipped:
@@ -54,7 +59,7 @@ def test_marks_numbered_largest_first_and_tags_counted_per_category():
         rect(3, PLANE, 500, 500, 70, 70),  # 4900
         l_shape(4, PLANE, 100, 600),  # 1100
     ]
-    objects, groups, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    objects, groups, marks = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     by_id = {o.object_id: o for o in objects}
     assert [(m.number, m.object_id) for m in marks] == [(1, 3), (2, 2), (3, 1), (4, 4)]
     assert [by_id[i].mark for i in (1, 2, 3, 4)] == [3, 2, 1, 4]
@@ -68,7 +73,7 @@ def test_mark_centres_lie_on_their_objects_pixels():
              l_shape(4, COURT, 500, 500)]
     cx, cy = items[0].obj.centroid
     assert not masks.decode(items[0].obj.rle)[round(cy), round(cx)]  # the L's centroid is off the object
-    objects, _, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    objects, _, marks = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     by_id = {o.object_id: o for o in objects}
     assert len(marks) == 4
     for m in marks:
@@ -84,7 +89,7 @@ def test_unplaceable_mark_joins_the_group_tier_and_numbers_stay_consecutive():
         rect(2, COURT, 330, 330, 40, 40),  # 1600 px, every pixel within 24 px of that mark: no room
         rect(3, PLANE, 600, 100, 35, 35),  # 1225 px
     ]
-    objects, groups, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    objects, groups, marks = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     by_id = {o.object_id: o for o in objects}
     assert [(m.number, m.object_id) for m in marks] == [(1, 1), (2, 3)]  # not 1 and 3
     assert by_id[2].tier == "group" and by_id[2].mark is None and by_id[2].tag is None
@@ -95,7 +100,7 @@ def test_unplaceable_mark_joins_the_group_tier_and_numbers_stay_consecutive():
 
 def test_max_marks_from_the_config():
     items = [rect(i, PLANE, 100 * i, 100, 40, 30 + i) for i in range(1, 6)]
-    objects, groups, marks = plan_objects(items, ISAID, cfg(tiers={"max_marks": 2}), SIZE, SIZE)
+    objects, groups, marks = plan_objects(items, ISAID, cells(max_marks=2), SIZE, SIZE)
     assert [m.object_id for m in marks] == [5, 4]
     assert sorted(o.object_id for o in objects if o.tier == "group") == [1, 2, 3]
     (g,) = groups
@@ -104,7 +109,7 @@ def test_max_marks_from_the_config():
 
 def test_small_instance_tier_objects_become_groups():
     items = [rect(1, PLANE, 100, 100, 29, 31), rect(2, PLANE, 200, 100, 30, 30)]  # 899 and 900 px
-    objects, groups, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    objects, groups, marks = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     assert [m.object_id for m in marks] == [2]
     assert [(g.tag, g.member_ids, g.quantity) for g in groups] == [("planes-1", [1], "a single")]
 
@@ -119,7 +124,7 @@ def test_groups_tags_cells_counts_and_union_masks():
         rect(6, CAR, 700, 700, 10, 20), rect(7, CAR, 720, 650, 10, 20), rect(8, CAR, 740, 600, 10, 20),
         rect(20, SHIP, 100, 100, 30, 10), rect(21, SHIP, 100, 150, 30, 10),
     ]
-    objects, groups, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    objects, groups, marks = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     by_id = {o.object_id: o for o in objects}
     assert [m.object_id for m in marks] == [1]
     # categories in id order (ship 1 before small vehicle 9); 5 cars spread mostly left-right -> 1x2
@@ -147,7 +152,7 @@ def test_groups_tags_cells_counts_and_union_masks():
 
 def test_group_of_overlapping_members_counts_shared_pixels_once():
     items = [rect(1, CAR, 100, 100, 20, 20), rect(2, CAR, 110, 100, 20, 20)]  # 10 x 20 shared
-    _, groups, _ = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    _, groups, _ = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     (g,) = groups
     assert g.area == 400 + 400 - 200 and masks.area(g.rle) == 600
     assert g.bbox == (100.0, 100.0, 30.0, 20.0) and g.count == 2
@@ -156,13 +161,13 @@ def test_group_of_overlapping_members_counts_shared_pixels_once():
 def test_group_position_is_the_area_weighted_centre():
     # a big car top left and a tiny one bottom right: the union's centre stays top left
     items = [rect(1, CAR, 10, 10, 200, 200), rect(2, CAR, 780, 780, 5, 5)]
-    _, groups, _ = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    _, groups, _ = plan_objects(items, ISAID, cells(), SIZE, SIZE)
     assert groups[0].cell == "whole image" and groups[0].position == "top left"
 
 
 def test_min_group_size_drops_lonely_members_in_the_plan():
     items = [rect(i, CAR, 10 + 20 * i, 10, 10, 10) for i in range(1, 4)] + [rect(9, CAR, 700, 700, 10, 10)]
-    objects, groups, _ = plan_objects(items, ISAID, cfg(tiers={"group_grid": "2x2", "min_group_size": 2}), SIZE, SIZE)
+    objects, groups, _ = plan_objects(items, ISAID, cells(group_grid="2x2", min_group_size=2), SIZE, SIZE)
     by_id = {o.object_id: o for o in objects}
     assert [(g.cell, g.member_ids) for g in groups] == [("top left", [1, 2, 3])]
     assert by_id[9].tier == "dropped" and by_id[9].group_id is None and by_id[9].drop_reason
@@ -170,7 +175,7 @@ def test_min_group_size_drops_lonely_members_in_the_plan():
 
 def test_many_members_use_finer_grids():
     cars = [rect(i, CAR, 20 + (i % 10) * 75, 20 + (i // 10) * 75, 8, 8) for i in range(100)]  # 10 x 10 lattice
-    _, groups, _ = plan_objects(cars, ISAID, cfg(), SIZE, SIZE)
+    _, groups, _ = plan_objects(cars, ISAID, cells(), SIZE, SIZE)
     assert {g.grid for g in groups} == {"3x3"}
     assert sum(g.count for g in groups) == 100
     assert [g.tag for g in groups] == [f"small vehicles-{j}" for j in range(1, len(groups) + 1)]
@@ -228,3 +233,36 @@ def test_filter_drop_all_truncated():
 )
 def test_filter_first_failing_rule_is_reported(filters, reason):
     assert filter_reason(_objs(2, truncated=True), 0, FilterConfig(**filters), SIZE, SIZE) == reason
+
+
+# ---------------------------------------------------------------- the density rule (default)
+
+
+def test_default_rule_plans_a_parking_lot_as_one_group_and_says_what_it_dropped():
+    lot = [rect(100 + i, CAR, 420 + (i % 12) * 30, 430 + (i // 12) * 30, 10, 20) for i in range(120)]
+    items = lot + [rect(300, CAR, 20, 20, 10, 20),  # a lone car far away joins the lot's group (one per category)
+                   rect(320, SHIP, 700, 40, 60, 25), rect(321, SHIP, 100, 700, 12, 6)]  # a big ship, a small boat
+    objects, groups, marks = plan_objects(items, ISAID, cfg(), SIZE, SIZE)
+    by_id = {o.object_id: o for o in objects}
+    (g,) = groups
+    assert (g.tag, g.grid, g.cell, g.count) == ("small vehicles-1", "1x1", "whole image", 121)
+    assert [m.object_id for m in marks] == [320] and by_id[320].tag == "ship-1"  # too few ships to group
+    assert by_id[321].tier == "dropped" and "fewer than 6" in by_id[321].drop_reason  # too small to mark
+    assert sum(o.tier == "dropped" for o in objects) == 1
+    _, old_groups, _ = plan_objects(items, ISAID, cells(), SIZE, SIZE)
+    assert len([x for x in old_groups if x.category_id == CAR]) == 5  # the cells preset: five car groups
+
+
+def test_default_rule_never_makes_a_group_under_min_group_size():
+    items = [rect(i, CAR, 10 + 60 * (i % 12), 10 + 70 * (i // 12), 8, 16) for i in range(100)]
+    items += [rect(200 + i, SHIP, 30 + 100 * i, 760, 20, 8) for i in range(5)]  # five ships: too few
+    items += [rect(300 + i, TANK, 30 + 100 * i, 700, 12, 12) for i in range(6)]  # six tanks: a group
+    for tiers in ({}, {"group_grid": "2x2"}, {"group_grid": "3x3"}, {"min_group_size": 9}):
+        objects, groups, _ = plan_objects(items, ISAID, cfg(tiers=tiers), SIZE, SIZE)
+        floor = tiers.get("min_group_size", 6)
+        assert groups and all(g.count >= floor for g in groups), tiers
+        grouped = {i for g in groups for i in g.member_ids}
+        assert all(o.tier == "dropped" and o.drop_reason for o in objects if o.tier != "instance" and
+                   o.object_id not in grouped)
+        for c in items:
+            c.obj.tier, c.obj.drop_reason, c.obj.group_id = "group", None, None

@@ -1,4 +1,4 @@
-"""Spatial prior words, checked by hand."""
+"""Spatial prior words and the template's English (agreement, lists, per-patch word choice), checked by hand."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ import pytest
 
 from annotations.priors import (
     POSITION_WORDS,
+    a,
+    capital,
+    counted,
+    listing,
+    number,
+    percent,
+    pick,
+    sized,
+    verb,
     centroid,
     describe,
     grid_cell,
@@ -253,3 +262,34 @@ def test_describe_diagonal_object():
     assert d["orientation"] == "diagonal from top left to bottom right"
     assert abs(d["angle"] - 45.0) < 3.0
     assert d["position"] == "top left"
+
+
+# ---------------------------------------------------------------- the template drafter's English
+
+
+def test_pick_is_a_function_of_key_and_salt():
+    options = ("one", "two", "three", "four")
+    assert pick(options, "P0001", "open") == pick(options, "P0001", "open")
+    assert len({pick(options, f"P{k:04d}", "open") for k in range(40)}) == 4  # every option gets used
+    assert pick(options, "P0001", "open") == "one"  # fixed by sha256, so the same on every machine and run
+
+
+def test_numbers_agree_with_their_nouns_and_verbs():
+    assert counted(1, "plane", "planes") == "one plane" and counted(3, "plane", "planes") == "three planes"
+    assert counted(14, "small vehicle", "small vehicles") == "14 small vehicles"
+    assert (verb(1, "is", "are"), verb(2, "is", "are")) == ("is", "are")
+    assert (number(0), number(12), number(13)) == ("zero", "twelve", "13")
+
+
+def test_lists_articles_and_shares():
+    assert listing([]) == "" and listing(["a"]) == "a" and listing(["a", "b"]) == "a and b"
+    assert listing(["a", "b", "c"]) == "a, b and c"
+    assert (a("plane"), a("airport apron")) == ("a plane", "an airport apron")
+    assert capital("many <p> ships-1 </p>") == "Many <p> ships-1 </p>"
+    assert (percent(0.004), percent(0.126)) == ("under 1%", "about 13%")
+
+
+def test_a_category_that_names_a_size_takes_no_other():
+    assert sized("medium", "plane") == "medium plane"
+    assert sized("small", "large vehicle") == "large vehicle" and sized("tiny", "small vehicles") == "small vehicles"
+    assert sized("", "plane") == "plane"

@@ -51,16 +51,22 @@ def test_flow_builds_exactly_what_the_stages_build_and_shows_its_progress(prefec
 
     result = build_geopixeld(params(tiny_root, tmp_path / "out"))
     assert fingerprint(Path(result["dataset"])) == baseline
-    assert result["rows"]["val"] > 0 and 0 < result["task_runs"] < 30
+    assert result["rows"]["test"] > 0 and 0 < result["task_runs"] < 30
     stages = {(r["split"], r["stage"]): r for r in result["stages"]}
-    assert stages[("val", "plan")]["kept"] == stages[("val", "draft")]["records"] == stages[("val", "validate")]["records"]
+    # the default splits, as GeoPixelD's: test is read from iSAID's val/
+    assert stages[("test", "plan")]["kept"] == stages[("test", "draft")]["records"] == stages[("test", "validate")]["records"]
+    assert stages[("test", "verify")]["verified"] == stages[("test", "draft")]["records"]
     table = artifacts(prefect_server.api, "build-geopixeld-stages")[0]
     data = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert {(r["split"], r["stage"]) for r in data} == set(stages)
-    progress = artifacts(prefect_server.api, "draft-val")[0]
+    progress = artifacts(prefect_server.api, "draft-test")[0]
     assert progress["type"] == "progress" and float(progress["data"]) == 100.0
     card = artifacts(prefect_server.api, "build-geopixeld-card")[0]
-    assert "grounded phrases" in card["data"]
+    assert "grounded phrases" in card["data"] and "| group phrases per patch |" in card["data"]
+    tiers = artifacts(prefect_server.api, "plan-test-tiers")[0]  # the tier mix, before drafting is paid for
+    kept, planned = stages[("test", "plan")]["kept"], read_manifest(tmp_path / "out/test/plans")["shards"].values()
+    groups = sum(e["stats"]["groups"] for e in planned)
+    assert f"| group phrases per patch | {groups / kept:.2f} | 1.01 |" in tiers["data"]
 
 
 def test_dask_runner_builds_the_same_dataset(prefect_server, tiny_root, tmp_path, baseline):

@@ -58,8 +58,8 @@ def test_deployment_run_builds_the_dataset(prefect_server, served, tiny_root, tm
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     run = run_of(prefect_server, res)
     assert run["state"]["type"] == "COMPLETED" and run["parameters"]["params"]["output"]["out"] == str(tmp_path / "out")
-    df = pd.read_parquet(tmp_path / "out/dataset/data/val")
-    recs = pd.read_parquet(tmp_path / "out/val/records")
+    df = pd.read_parquet(tmp_path / "out/dataset/data/test")  # the default splits: train and test (from val/)
+    recs = pd.read_parquet(tmp_path / "out/test/records")
     assert len(df) == (recs["status"] == "ok").sum() > 0 and verify(tmp_path / "out/dataset") == []
 
 

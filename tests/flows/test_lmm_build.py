@@ -68,3 +68,10 @@ def test_lmm_build_killed_mid_draft_resumes_without_repeating_a_request(prefect_
     assert failed["error"].map(bool).all()  # a record that did not ground says why
     df = pd.read_parquet(out / "dataset/data/val") if len(ok) else pd.DataFrame()
     assert len(df) == len(ok) and verify(out / "dataset") == []
+    # the cost, reported before drafting: one request per marked object, holistic and group, one merge a patch
+    est = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["draft-val-estimate"]}},
+                                                    "sort": "CREATED_DESC", "limit": 1})[0]["data"]
+    plans = read_manifest(out / "val/plans")["shards"].values()
+    marks = sum(e["stats"]["instances"] for e in plans)
+    assert f"  instance {marks:>10,}" in est and "annotator family qwen2.5-vl" in est
+    assert recs["checks"].map(lambda c: c is not None).all()  # verified by default

@@ -60,7 +60,19 @@ def test_split_placeholder_in_paths_and_sections_reach_the_plan_config():
     assert cfg.tiers.max_marks == 5 and cfg.source.format == "coco"
 
 
+def test_the_released_splits_are_geopixelds_and_test_reads_isaids_val():
+    p = BuildParams()
+    assert p.splits == ["train", "test"] and p.dataset.require_curation == ["test"]  # the gate applies by default
+    test, train = p.plan_config("test"), p.plan_config("train")
+    assert (test.source.split, test.source.folder, train.source.folder) == ("test", "val", "train")
+    mine = BuildParams.model_validate({"source": {"split_folders": {}, "images": "{split}/img"}, "splits": ["test"]})
+    assert mine.plan_config("test").source.folder == "test" and mine.plan_config("test").source.images == Path("test/img")
+    assert p.model_copy(update={"source": p.source.model_copy(update={"images": Path("{split}/img")})}) \
+        .plan_config("test").source.images == Path("val/img")  # `{split}` is the source folder
+
+
 @pytest.mark.parametrize("data, field", [
+    ({"source": {"split_folders": {"test": "../val"}}}, "source.split_folders"),
     ({"splits": []}, "splits"),
     ({"splits": ["val", "val"]}, "splits"),
     ({"splits": ["../x"]}, "splits"),

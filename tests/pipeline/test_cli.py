@@ -37,6 +37,17 @@ def test_plan_command_end_to_end(tiny_root, tmp_path):
     assert res.exit_code == 0, res.output
     assert "Plans in" in res.output and "Quarantine" in res.output
     assert list((out / "val/plans").glob("plans-*.parquet"))
+    assert "| instance phrases per patch |" in res.output and "| 2.19 |" in res.output  # beside GeoPixelD's
+
+
+def test_plan_names_splits_as_released_and_reads_test_from_isaids_val(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["plan", str(tiny_root), str(out), "-q", "--workers", "1"])  # default: test
+    assert res.exit_code == 0, res.output
+    assert list((out / "test/plans").glob("plans-*.parquet")) and not (out / "val").exists()
+    import pyarrow.dataset as ds
+
+    assert set(ds.dataset(out / "test/plans", format="parquet").to_table()["split"].to_pylist()) == {"test"}
 
 
 def test_config_file_and_overrides(tiny_root, tmp_path):
@@ -47,7 +58,7 @@ def test_config_file_and_overrides(tiny_root, tmp_path):
     assert res.exit_code == 0, res.output
     import pyarrow.dataset as ds
 
-    rows = ds.dataset(out / "val/plans", format="parquet").to_table().to_pylist()
+    rows = ds.dataset(out / "test/plans", format="parquet").to_table().to_pylist()  # the default split
     assert max(len(r["marks"]) for r in rows) == 1
     assert any(r["som_path"] for r in rows)  # --som on the command line beat the file
 

@@ -136,10 +136,10 @@ def test_a_truncated_plans_manifest_is_named_and_kept(planned, tiny_root, tmp_pa
     half = manifest.read_text()[:200]
     manifest.write_text(half)
     shards = sorted(p.name for p in (out / "val/plans").glob("plans-*.parquet"))
-    err = refused(runner.invoke(app, ["plan", str(tiny_root), str(out), "-q", "--workers", "1",
+    err = refused(runner.invoke(app, ["plan", str(tiny_root), str(out), "--split", "val", "-q", "--workers", "1",
                                       "--no-patches", "--no-som"]), manifest)
     assert "remove it" in err
-    refused(runner.invoke(app, ["draft", str(out), "-q"]), manifest)
+    refused(runner.invoke(app, ["draft", str(out), "--split", "val", "-q"]), manifest)
     assert manifest.read_text() == half  # nothing already written is lost
     assert sorted(p.name for p in (out / "val/plans").glob("plans-*.parquet")) == shards
 
@@ -168,7 +168,7 @@ def test_drafting_a_truncated_plan_shard_names_it(planned, tmp_path):
     out = copy_plans(planned, tmp_path / "out")
     shard = sorted((out / "val/plans").glob("plans-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:100])
-    err = refused(runner.invoke(app, ["draft", str(out), "-q"]), shard)
+    err = refused(runner.invoke(app, ["draft", str(out), "--split", "val", "-q"]), shard)
     assert "damaged" in err and "geopixeld plan" in err  # what happened and what to run
 
 

@@ -56,7 +56,7 @@ def test_a_record_without_georeference_reads_back_without_one():
     assert back == rec and back.georef is None and back.window is None and back.status == "failed"
 
 
-def test_version_2_rows_are_read_and_written_back_with_only_the_version_3_changes():
+def test_version_2_rows_are_read_and_written_back_with_only_the_later_versions_changes():
     table = pq.read_table(DATA / "gcg_v2_records.parquet")
     assert table.schema.metadata[b"geopixeld.schema_version"] == b"2" and table.num_rows
     for row, rec in zip(table.to_pylist(), records_from_table(table)):
@@ -64,11 +64,22 @@ def test_version_2_rows_are_read_and_written_back_with_only_the_version_3_change
         assert {p.tier for p in rec.phrases} == {"instance", "group"}
         assert rec.source_image is None and rec.window is None and rec.georef is None
         new = rec.to_row()
-        assert new["schema_version"] == 3 and all(new[k] is None for k in GEOREF_COLUMNS)
-        as_v2 = {k: v for k, v in new.items() if k not in GEOREF_COLUMNS}
+        assert new["schema_version"] == GCG_SCHEMA_VERSION == 4 and all(new[k] is None for k in GEOREF_COLUMNS)
+        assert rec.checks is None and new["checks"] is None  # not verified: not "every check passed"
+        as_v2 = {k: v for k, v in new.items() if k not in (*GEOREF_COLUMNS, "checks")}
         as_v2["phrases"] = [{**{k: v for k, v in p.items() if k != "tier"}, "kind": p["tier"]} for p in new["phrases"]]
         assert {**as_v2, "schema_version": 2} == row  # nothing else changed
-    pa.Table.from_pylist([r.to_row() for r in records_from_table(table)], schema=GCG_SCHEMA)  # writable as v3
+    pa.Table.from_pylist([r.to_row() for r in records_from_table(table)], schema=GCG_SCHEMA)  # writable as the current version
+
+
+def test_checks_round_trip_and_none_differs_from_every_check_passed():
+    from pipeline.contracts.gcg_schema import Check
+
+    for checks in (None, [], [Check("instance", "plane-1", "category", "says 'ship'; the plan says plane")]):
+        rec = _record()
+        rec.checks = checks
+        back = GCGRecord.from_row(records_to_table([rec]).to_pylist()[0])
+        assert back.checks == checks and (back.checks is None) == (checks is None)
 
 
 def test_unknown_versions_are_refused():

@@ -109,9 +109,10 @@ def test_content_hash_ignores_curation_status_only():
 DATA = Path(__file__).parents[1] / "contracts" / "data"  # GCG schema 2 records and their plans (make_gcg_v2.py)
 
 
-def test_decisions_on_version_2_records_still_hold_on_the_same_content_as_version_3():
+def test_decisions_on_version_2_records_still_hold_on_the_same_content_as_later_versions():
     """Exports and the ledger keep content hashes computed on schema-2 rows: the same record, read from its v2 row
-    or written as v3 (with its plan's georeference), has the hash schema 2 computed."""
+    or written as v4 (with its plan's georeference and verified, with failed checks or none), has the hash
+    schema 2 computed."""
     plans = {r["patch_id"]: r for r in pq.read_table(DATA / "gcg_v2_plans.parquet").to_pylist()}
     for row in pq.read_table(DATA / "gcg_v2_records.parquet").to_pylist():
         body = {k: v for k, v in row.items() if k != "curation_status"}  # the hash as schema 2 computed it
@@ -120,9 +121,11 @@ def test_decisions_on_version_2_records_still_hold_on_the_same_content_as_versio
         assert content_hash(GCGRecord.from_row(row)) == v2_hash
         plan = plans[row["patch_id"]]
         v3 = {**row, "schema_version": GCG_SCHEMA_VERSION, **{k: plan[k] for k in ("source_image", "window", "crs", "transform")},
-              "phrases": [{**{k: v for k, v in p.items() if k != "kind"}, "tier": p["kind"]} for p in row["phrases"]]}
+              "phrases": [{**{k: v for k, v in p.items() if k != "kind"}, "tier": p["kind"]} for p in row["phrases"]],
+              "checks": [{"tier": "merge", "tag": "", "check": "absent", "detail": "says ships; the patch has none"}]}
         rec = GCGRecord.from_row(v3)
-        assert rec.window is not None and content_hash(rec) == v2_hash
+        assert rec.window is not None and rec.checks and content_hash(rec) == v2_hash
+        assert content_hash(replace(rec, checks=[])) == content_hash(replace(rec, checks=None)) == v2_hash
         assert content_hash(replace(rec, holistic="another text")) != v2_hash
 
 

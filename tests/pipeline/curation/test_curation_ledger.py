@@ -150,7 +150,8 @@ def test_a_damaged_shard_stops_every_command_with_one_line_and_repair_fixes_it(d
     folder, _, b, _ = sheet
     good = decision_file(folder, tmp_path / "bob.json", "bob", {b: {"decision": "reject"}})
     before = _snapshot(drafted / "val/curation", drafted / "val/curated")
-    for args in (["status", str(drafted)], ["export", str(drafted)], ["import", str(drafted), str(good)]):
+    for args in (["status", str(drafted), "--split", "val"], ["export", str(drafted), "--split", "val"],
+                 ["import", str(drafted), str(good)]):
         res = runner.invoke(app, ["curate", *args])
         assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
         assert str(shard) in res.output and message in res.output and f"geopixeld curate repair {drafted}" in res.output
@@ -166,7 +167,7 @@ def test_a_damaged_shard_stops_every_command_with_one_line_and_repair_fixes_it(d
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["curate", "status", str(drafted), "--split", "val"])
     assert res.exit_code == 0 and "2 of 14 decided" in res.output, res.output
-    assert runner.invoke(app, ["curate", "repair", str(drafted)]).output.strip().endswith("nothing to repair")
+    assert runner.invoke(app, ["curate", "repair", str(drafted), "--split", "val"]).output.strip().endswith("nothing to repair")
 
 
 def test_a_truncated_manifest_is_rebuilt_from_the_shards_losing_no_decision(drafted, sheet, tmp_path):
@@ -177,7 +178,7 @@ def test_a_truncated_manifest_is_rebuilt_from_the_shards_losing_no_decision(draf
     manifest.write_text(manifest.read_text()[:40])
     with pytest.raises(LedgerError, match=re.escape(f"{manifest}: ledger manifest is unreadable")):
         read(drafted, "val")
-    res = runner.invoke(app, ["curate", "status", str(drafted)])
+    res = runner.invoke(app, ["curate", "status", str(drafted), "--split", "val"])
     assert res.exit_code == 2 and str(manifest) in res.output and "curate repair" in res.output
     r = repair(drafted, "val")
     assert r.kept == [_shard(drafted).name] and r.reimport == [] and r.manifest_written

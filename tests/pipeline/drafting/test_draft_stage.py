@@ -18,7 +18,7 @@ from pipeline.drafting.stage import run_draft, template_record
 from pipeline.ingest import vocabulary_for
 from pipeline.release.geopixeld import export_split
 from pipeline.contracts.geopixeld_format import polygons_to_mask
-from pipeline.contracts.gcg_schema import GCG_SCHEMA
+from pipeline.contracts.gcg_schema import GCG_SCHEMA, GCG_SCHEMA_VERSION
 from pipeline.contracts.grounding import PHRASE_RE
 from pipeline.planning.stage import run_plan
 from pipeline.synthetic.tiny_build import plan_config
@@ -73,9 +73,23 @@ def test_records_of_another_schema_version_are_redrafted_not_mixed(planned):
         assert pq.read_schema(shard).metadata[b"geopixeld.schema_version"] == str(GCG_SCHEMA_VERSION).encode()
 
 
+def _but_wording(row: dict) -> dict:
+    """A record row without the template's wording (its texts, phrase spans and order, drafter version), which
+    changes with `template_drafter.VERSION` and not with the schema."""
+    out = {k: v for k, v in row.items() if k not in ("holistic", "instance_texts", "group_texts", "description")}
+    out["provenance"] = {**row["provenance"], "drafter_version": None}
+    out["phrases"] = sorted(({k: v for k, v in p.items() if k not in ("start", "end")} for p in row["phrases"]),
+                            key=lambda p: p["tag"])
+    return out
+
+
 def test_template_records_are_the_version_2_rows_with_only_the_version_3_changes():
     """Records drafted now from the plans of tests/pipeline/contracts/data are, column for column, what the
-    schema-2 code drafted from them, plus the plan's georeference and `kind` renamed `tier`."""
+    schema-2 code drafted from them, plus the plan's georeference and `kind` renamed `tier`; only the template's
+    wording (drafter version 1 then) differs."""
+    from annotations import template_drafter
+    from pipeline.contracts.gcg_schema import GCG_SCHEMA_VERSION
+
     data = Path(__file__).parents[1] / "contracts" / "data"
     plans = {r["patch_id"]: r for r in pq.read_table(data / "gcg_v2_plans.parquet").to_pylist()}
     vocab = vocabulary_for(SourceConfig(root=data))
@@ -84,9 +98,11 @@ def test_template_records_are_the_version_2_rows_with_only_the_version_3_changes
         new = template_record(row_to_plan(plan), vocab).to_row()
         assert {k: new[k] for k in ("source_image", "window", "crs", "transform")} == {
             k: plan[k] for k in ("source_image", "window", "crs", "transform")}
-        expected = {**old, "schema_version": 3, **{k: plan[k] for k in ("source_image", "window", "crs", "transform")},
+        expected = {**old, "schema_version": GCG_SCHEMA_VERSION, "checks": None, **{k: plan[k] for k in ("source_image", "window", "crs", "transform")},
                     "phrases": [{**{k: v for k, v in p.items() if k != "kind"}, "tier": p["kind"]} for p in old["phrases"]]}
-        assert new == expected
+        assert _but_wording(new) == _but_wording(expected)
+        assert new["provenance"]["drafter_version"] == template_drafter.VERSION
+        assert [new["description"][p["start"]:p["end"]] for p in new["phrases"]] == [p["tag"] for p in new["phrases"]]
 
 
 def test_export_reads_back_to_the_record_masks(planned, tmp_path):

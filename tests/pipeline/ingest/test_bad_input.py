@@ -300,7 +300,7 @@ def test_settings_that_keep_no_patch_stop_with_an_error(bad_root, tmp_path):
     cfg.write_text("filters:\n  min_objects: 100000\n")
     res = _cli_plan(bad_root, tmp_path / "out", "--config", str(cfg))
     assert res.exit_code == 2 and "nothing planned" in res.output and "fewer than 100000 objects" in res.output
-    manifest = json.loads((tmp_path / "out/val/plans/_manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out/test/plans/_manifest.json").read_text())
     assert not manifest["complete"]
     res = _cli_plan(bad_root, tmp_path / "out", "--config", str(cfg))  # a rerun resumes and says the same
     assert res.exit_code == 2 and "nothing planned" in res.output

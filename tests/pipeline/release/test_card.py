@@ -8,14 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.release.card import md_text, render_card
+from pipeline.release.card import md_text, render_card, rows_fingerprint
 
 HOSTILE = "GeoPixelD: mine\nlicense: mit\n---\n# Not a heading <script>x</script> [link](http://e)"
 
 
 def manifest(synthetic: bool = False, released: tuple[str, ...] = ("val",)) -> dict:
     return {"schema_version": 3, "synthetic": synthetic,
-            "splits": {s: {"shards": {f"data/{s}/{s}-00000.parquet": {}}, "stats": {"patches": 1, "records": 1}}
+            "splits": {s: {"shards": {f"data/{s}/{s}-00000.parquet": {"sha256": "ab" * 32}}, "stats": {"patches": 1, "records": 1}}
                        for s in released}}
 
 
@@ -30,8 +30,20 @@ def split_card(card: str) -> tuple[dict, str]:
 def test_a_name_with_colons_newlines_and_a_license_line_round_trips_exactly():
     meta, body = split_card(render_card(HOSTILE, "cc-by-4.0", manifest()))
     assert meta["pretty_name"] == HOSTILE and meta["license"] == "cc-by-4.0"
-    assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "val", "path": "data/val/*.parquet"}]}]
+    assert meta["configs"] == [{"config_name": "default", "description": f"geopixeld rows {rows_fingerprint(manifest())}",
+                                "data_files": [{"split": "val", "path": "data/val/*.parquet"}]}]
     assert "tags" not in meta and "Synthetic data" not in body
+
+
+def test_the_rows_fingerprint_follows_every_released_shard_and_nothing_else():
+    m = manifest(released=("train", "val"))
+    base = rows_fingerprint(m)
+    m["splits"]["val"]["shards"]["data/val/val-00000.parquet"]["sha256"] = "cd" * 32
+    changed = rows_fingerprint(m)
+    m["splits"]["val"]["held_back"] = "held back: curation required"
+    assert len({base, changed, rows_fingerprint(m)}) == 3
+    m["splits"]["val"]["shards"]["data/val/val-00000.parquet"]["sha256"] = "ef" * 32  # held back: not in the hash
+    assert rows_fingerprint(m) == rows_fingerprint(manifest(released=("train",)))
 
 
 def test_text_from_settings_cannot_inject_headings_links_or_html():

@@ -17,7 +17,7 @@ from pipeline.contracts import masks
 from pipeline.contracts.gcg_schema import GCG_SCHEMA, GEOREF_COLUMNS, GCGRecord, Phrase, Provenance
 from pipeline.contracts.records import Georef, Window
 from pipeline.release.dataset import DatasetSettings, RecordsNotReady, dataset_row, verify, write_dataset
-from pipeline.release.card import PAPER
+from pipeline.contracts.paper import PAPER, PAPER_PER_PATCH
 from pipeline.contracts.dataset_schema import DATASET_SCHEMA, schema_reference
 from pipeline.drafting.stage import run_draft
 from pipeline.planning.stage import run_plan
@@ -82,6 +82,54 @@ def test_hugging_face_datasets_loads_the_folder_and_its_card(built, monkeypatch)
     first = by_files["val"][0]
     assert first["masks"][0]["rle"]["counts"] == by_card["val"][0]["masks"][0]["rle"]["counts"]
     assert len(first["masks"]) == first["description"].count("[SEG]")
+
+
+def test_the_cards_recipe_loads_the_current_rows_after_a_rebuild(drafted, tmp_path, monkeypatch):
+    """`datasets` caches a folder by its card's config, not its files: a rebuild with other rows must load those."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "out"
+    shutil.copytree(drafted, out)
+    folder = write_dataset(out, ["train", "val"], NO_CURATION).folder
+    before = datasets.load_dataset(str(folder))["val"]["patch_id"]
+    rec_dir = out / "val/records"
+    m = read_manifest(rec_dir)
+    for name in sorted(m["shards"]):  # every val record but one fails: the rebuild releases other rows
+        table = pq.read_table(rec_dir / name)
+        rows = table.to_pylist()
+        for r in rows:
+            r["status"] = "failed"
+        m["shards"][name]["sha256"] = write_table(table.from_pylist(rows, schema=table.schema), rec_dir / name)
+    first = sorted(m["shards"])[0]
+    table = pq.read_table(rec_dir / first)
+    rows = table.to_pylist()
+    kept = next(r for r in rows if r["phrases"])
+    kept["status"] = "ok"
+    m["shards"][first]["sha256"] = write_table(table.from_pylist(rows, schema=table.schema), rec_dir / first)
+    write_manifest(rec_dir, m)
+    write_dataset(out, ["train", "val"], NO_CURATION)
+    after = datasets.load_dataset(str(folder))["val"]["patch_id"]
+    assert len(before) > 1 and after == [kept["patch_id"]]
+    assert "geopixeld rows" in (folder / "README.md").read_text()
+
+
+def test_geopixelds_test_split_is_planned_from_isaids_val_and_the_card_names_it(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    cfg = plan_config(tiny_root, out, "test")
+    assert cfg.source.folder == "val" and not (tiny_root / "test").exists()
+    run_plan(cfg, progress=False)
+    run_draft(out, "test", progress=False)
+    summary = write_dataset(out, ["test"], NO_CURATION)
+    df = pd.read_parquet(summary.folder / "data/test")
+    assert len(df) > 0 and set(df["split"]) == {"test"} and not (out / "val").exists()
+    card = (summary.folder / "README.md").read_text()
+    assert "Splits: `test` from `val`" in card and "### test (from the source's `val` split)" in card
+    assert f"| mean description length (characters; paper: GeoPixelD test) | " \
+           f"{round(df['description'].str.len().mean()):,} | {PAPER['test']['caption_chars']} |" in card
+    held = write_dataset(out, ["test"], DatasetSettings())  # the default gate: test waits for its curators
+    assert not held.splits["test"].released and "(from the source's `val` split)" in (held.folder / "README.md").read_text()
 
 
 def test_manifest_checksums_match_and_a_rerun_rewrites_nothing(built):
@@ -150,8 +198,18 @@ def test_card_states_the_statistics_beside_the_papers(built):
     s = summary.splits["train"].stats
     df = pd.read_parquet(summary.folder / "data/train")
     assert s["phrases"] == sum(len(p) for p in df["phrases"]) and s["patches"] == len(df)
-    assert f"| grounded phrases ([SEG]) | {s['phrases']:,} | {PAPER['train']['phrases']:,} |" in card
-    assert f"| mean description length (characters) | {round(df['description'].str.len().mean()):,} |" in card
+    n = len(df)
+    instance = sum(p["tier"] == "instance" for ps in df["phrases"] for p in ps)
+    group = sum(p["tier"] == "group" for ps in df["phrases"] for p in ps)
+    assert 0 < instance < s["phrases"] and instance + group == s["phrases"]
+    assert f"| instance phrases per patch | {instance / n:.2f} | {PAPER_PER_PATCH['instance']:.2f} |" in card
+    assert f"| group phrases per patch | {group / n:.2f} | {PAPER_PER_PATCH['group']:.2f} |" in card
+    members = sum(len(m["object_ids"]) for ms in df["masks"] for m in ms if m["tier"] == "group")
+    assert f"| objects per group phrase | {members / group:.2f} | 33.13 |" in card
+    assert (f"| mean description length (characters; paper: GeoPixelD train) | "
+            f"{round(df['description'].str.len().mean()):,} | {PAPER['train']['caption_chars']} |") in card
+    assert f"{s['phrases']:,} grounded phrases" in card
+    assert "`train` from `train`, `val` from `val`" in card  # which source split each release split comes from
     assert "path: data/val/*.parquet" in card and "Drafted by: template" in card
     index = json.loads((summary.folder / "geopixeld/GeoPixelD_val.json").read_text())
     assert len(index) == summary.splits["val"].rows
@@ -245,7 +303,7 @@ def test_a_split_that_needs_curation_is_held_back_until_every_patch_is_decided(d
     assert not held.splits["val"].released and "0 of" in held.splits["val"].held_back
     assert not list((held.folder / "data").glob("val/*.parquet")) and held.splits["train"].rows > 0
     card = (held.folder / "README.md").read_text()
-    assert "Not released: held back: curation required" in card and "path: data/val/" not in card
+    assert "Not released yet (held back: curation required" in card and "path: data/val/" not in card
     staged = stage_for_build(out, "val")
     folder = Path(staged["sheets in"])
     pids = export_manifest(folder)["sheets"][0]["patches"]
