@@ -153,14 +153,11 @@ def plan_split(params: BuildParams, split: str, counts: Counter) -> dict:
 
 def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
     if params.lmm is not None:  # what the requests will cost, before the first is sent
-        from pipeline.drafting.estimate import FAMILIES, estimate, estimate_table
+        from pipeline.drafting.estimate import estimate_report
         from pipeline.drafting.stage import iter_plans
 
-        plans = list(iter_plans(params.output.out, split))
-        mode, fam = params.lmm.instance_mode, FAMILIES[params.lmm.family]
-        other = "per-patch" if mode == "per-object" else "per-object"
-        table = estimate_table(estimate(plans, fam, mode, prompts_dir=params.lmm.prompts_dir), other=estimate(
-            plans, fam, other, prompts_dir=params.lmm.prompts_dir))
+        table = estimate_report(list(iter_plans(params.output.out, split)), params.lmm.family, params.lmm.instance_mode,
+                                prompts_dir=params.lmm.prompts_dir)
         get_run_logger().info(table)
         create_markdown_artifact(key=artifact_key("draft", split, "estimate"), markdown=f"```\n{table}\n```",
                                  description=f"The cost of drafting split {split} (requests and tokens per tier)")

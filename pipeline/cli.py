@@ -185,14 +185,9 @@ def draft(
             tiers[tier] = _endpoints(urls, models.get(tier, model), api_key_env)
         screen, screen_id = None, None
         if verification is not None:
-            from pipeline.verification.stage import VerificationConfig, drafting_screen
+            from pipeline.verification.stage import drafting_screen
 
-            try:
-                screen, screen_id = drafting_screen(VerificationConfig.model_validate(load_config_file(verification)))
-            except ValidationError as exc:
-                _fail(validation_line(exc, str(verification), "verification settings"))
-            except ValueError as exc:
-                _fail(str(exc))
+            screen, screen_id = drafting_screen(_verification_config(verification))
         lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
                           temperature=temperature, max_in_flight=max_in_flight,
                           in_flight_per_endpoint=in_flight_per_endpoint, prompts_dir=prompts_dir,
@@ -220,22 +215,30 @@ def verify(
     """Check every drafted text against its plan (category, position, count, leakage, absent objects, form, merge
     fidelity) and write the failed checks into the records (a build does this after drafting)."""
     from pipeline.contracts.shards import NotReady
-    from pipeline.verification.stage import VerificationConfig, run_verify
+    from pipeline.verification.stage import run_verify
 
-    try:
-        data = load_config_file(config) if config else {}
-        apply_overrides(data, {**parse_assignments(set_), **({"policy": policy} if policy else {})})
-        cfg = VerificationConfig.model_validate(data)
-    except ValidationError as exc:
-        _fail(validation_line(exc, str(config or "--set"), "verification settings"))
-    except ValueError as exc:
-        _fail(str(exc))
+    cfg = _verification_config(config, set_, policy)
     try:
         with _output_held(out, create=False):
             summary = run_verify(out, split, cfg, progress=not quiet)
     except (NotReady, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
+
+
+def _verification_config(path: Path | None, assignments: list[str] | None = None, policy: str | None = None):
+    """The verification settings of `verify --config --set --policy` and `draft --verification`, validated, or
+    one error line naming where they came from."""
+    from pipeline.verification.stage import VerificationConfig
+
+    try:
+        data = load_config_file(path) if path else {}
+        apply_overrides(data, {**parse_assignments(assignments), **({"policy": policy} if policy else {})})
+        return VerificationConfig.model_validate(data)
+    except ValidationError as exc:
+        _fail(validation_line(exc, str(path or "--set"), "verification settings"))
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 @app.command("export")
@@ -376,11 +379,9 @@ def demo(
 def _estimate(out: Path, split: str, family: str, mode: str, rps: float | None, tps: float | None,
               tokenizer: Path | None, prompts_dir: Path | None) -> str:
     """`geopixeld draft --estimate`: the chosen mode's cost beside the other mode's."""
-    from pipeline.drafting.estimate import FAMILIES, estimate, estimate_table
+    from pipeline.drafting.estimate import estimate_report
     from pipeline.drafting.stage import iter_plans
 
-    if family not in FAMILIES:
-        raise ValueError(f"--family must be one of {', '.join(FAMILIES)}, not {family!r}")
     for name, v in (("--requests-per-second", rps), ("--tokens-per-second", tps)):
         if v is not None and not (v > 0 and v < float("inf")):
             raise ValueError(f"{name} must be a positive number, not {v}")
@@ -395,11 +396,7 @@ def _estimate(out: Path, split: str, family: str, mode: str, rps: float | None, 
         except (OSError, ValueError) as exc:
             raise ValueError(f"{tokenizer}: not a tokenizer folder ({exc})") from exc
         count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    plans = list(iter_plans(out, split))
-    other = "per-patch" if mode == "per-object" else "per-object"
-    fam = FAMILIES[family]
-    return estimate_table(estimate(plans, fam, mode, count, prompts_dir=prompts_dir), rps, tps,
-                          estimate(plans, fam, other, count, prompts_dir=prompts_dir))
+    return estimate_report(list(iter_plans(out, split)), family, mode, count, prompts_dir, rps, tps)
 
 
 def _endpoints(urls: str, model: str, api_key_env: str):

@@ -129,13 +129,13 @@ def estimate(plans: Iterable[PatchPlan], family: Family, instance_mode: str = "p
     est = Estimate(family.name, instance_mode, 0)
     for plan in plans:
         est.patches += 1
-        sizes = {"patch": family.image_tokens(plan.width, plan.height), "som": family.image_tokens(plan.width, plan.height)}
+        image = family.image_tokens(plan.width, plan.height)  # the patch and its set-of-marks image are one size
         n_tagged = len(plan.instances) + len(plan.groups)
         for ask in patch_asks(plan, templates, instance_mode, chars):
             c = est.tiers[ask.tier]
             c.requests += 1
             c.text_tokens += tokens(ask.prompt)
-            c.image_tokens += sizes[ask.image] if ask.image else 0
+            c.image_tokens += image if ask.image else 0
             c.completion_max += ask.max_tokens
             if ask.tier == "merge":  # every tier text again, with its tag markup
                 body = chars["holistic"] + n_tagged * (chars["instance"] + 30)
@@ -186,3 +186,13 @@ def estimate_table(est: Estimate, requests_per_s: float | None = None, tokens_pe
     lines.append(f"  prompt text at {CHARS_PER_TOKEN:g} characters a token unless a local tokenizer counts it; "
                  "chat-template tokens not counted; tokens sent, before the server's prefix cache")
     return "\n".join(lines)
+
+
+def estimate_report(plans: list[PatchPlan], family: str, instance_mode: str, count_tokens=None, prompts_dir=None,
+                    requests_per_s: float | None = None, tokens_per_s: float | None = None) -> str:
+    """The chosen instance mode's cost beside the other mode's: what `geopixeld draft --estimate` and the flow print."""
+    if family not in FAMILIES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    other = "per-patch" if instance_mode == "per-object" else "per-object"
+    est = [estimate(plans, FAMILIES[family], m, count_tokens, prompts_dir=prompts_dir) for m in (instance_mode, other)]
+    return estimate_table(est[0], requests_per_s, tokens_per_s, est[1])

@@ -103,20 +103,14 @@ class DraftJob:
 
     def draft_shard(self, name: str) -> tuple[str, dict]:
         """Draft one plan shard and write its record shard atomically; returns (record shard, manifest entry)."""
-        path = require_intact(plans_dir(self.out, self.split), self.plans, name, PlansNotReady,
-                              f"run `geopixeld plan` for split {self.split!r} again (it replans changed shards)")
-        shard_plans = [row_to_plan(r) for r in pq.read_table(path).to_pylist()]
+        shard_plans = read_plan_shard(self.out, self.split, self.plans, name)
         if self.drafting is None:
             records = [template_record(p, self.vocab) for p in shard_plans]
         else:
             from pipeline.drafting.lmm_drafter import draft_plans
 
             records = self.drafting.loop.run_until_complete(draft_plans(shard_plans, Path(self.out) / self.split, self.drafting))
-        stats = Counter(records=len(records), ok=sum(r.status == "ok" for r in records),
-                        failed=sum(r.status != "ok" for r in records),
-                        phrases=sum(len(r.phrases) for r in records),
-                        instance_phrases=sum(p.tier == "instance" for r in records for p in r.phrases),
-                        group_phrases=sum(p.tier == "group" for r in records for p in r.phrases))
+        stats = record_stats(records)
         rec_name = record_shard(name)
         sha = write_table(records_to_table(records), self.rec_dir / rec_name)
         return rec_name, {"sha256": sha, "source": self.source(name), "rows": len(records), "stats": dict(stats)}
@@ -215,13 +209,26 @@ def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> 
     return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache)
 
 
+def read_plan_shard(out: Path, split: str, plans: dict, name: str) -> list[PatchPlan]:
+    """The plans of one plan shard, once its file is checked against the plan manifest `plans`."""
+    path = require_intact(plans_dir(out, split), plans, name, PlansNotReady,
+                          f"run `geopixeld plan` for split {split!r} again (it replans changed shards)")
+    return [row_to_plan(r) for r in pq.read_table(path).to_pylist()]
+
+
+def record_stats(records: list[GCGRecord]) -> Counter:
+    """A record shard's counts in its manifest entry (drafting writes them, verification brings them up to date)."""
+    return Counter(records=len(records), ok=sum(r.status == "ok" for r in records),
+                   failed=sum(r.status != "ok" for r in records), phrases=sum(len(r.phrases) for r in records),
+                   instance_phrases=sum(p.tier == "instance" for r in records for p in r.phrases),
+                   group_phrases=sum(p.tier == "group" for r in records for p in r.phrases))
+
+
 def iter_plans(out: Path, split: str):
     """Every plan of a finished split, shard by shard (the cost estimate reads them all)."""
     plans = require_complete(plans_dir(out, split), PlansNotReady, f"run `geopixeld plan` for split {split!r} first")
     for name in sorted(plans["shards"]):
-        path = require_intact(plans_dir(out, split), plans, name, PlansNotReady,
-                              f"run `geopixeld plan` for split {split!r} again")
-        yield from (row_to_plan(r) for r in pq.read_table(path).to_pylist())
+        yield from read_plan_shard(out, split, plans, name)
 
 
 def planned_patches(out: Path, split: str, plans: dict) -> set[str]:
@@ -247,6 +254,11 @@ def run_draft(out: Path, split: str, progress: bool = True, lmm=None, replies: P
 def record_shard(plan_shard: str) -> str:
     """Record shard k is drafted from plan shard k."""
     return plan_shard.replace("plans-", "records-")
+
+
+def plan_shard_of(record_shard: str) -> str:
+    """The plan shard a record shard was drafted from (the inverse of `record_shard`)."""
+    return record_shard.replace("records-", "plans-", 1)
 
 
 def draft_batch(job: DraftJob, names: list[str]) -> list[tuple[str, dict]]:

@@ -16,6 +16,11 @@ def _fmt(v, digits: int = 0) -> str:
     return f"{v:,.{digits}f}" if isinstance(v, (int, float)) else str(v)
 
 
+def _counts(s: dict, prefix: str) -> str:
+    """`name count, ...` of the statistics keyed `<prefix><name>` (names come from the records: escaped)."""
+    return ", ".join(f"{md_text(k[len(prefix):])} {v:,}" for k, v in sorted(s.items()) if k.startswith(prefix))
+
+
 def _heading(split: str, entry: dict) -> str:
     source = entry.get("source_split")
     return f"### {split}" + (f" (from the source's `{md_text(source)}` split)" if source and source != split else "")
@@ -39,8 +44,7 @@ def stats_table(manifest: dict) -> str:
         lines.append(f"| mean description length (characters; paper: GeoPixelD {which}) | {_fmt(chars)} | "
                      f"{_fmt(PAPER[which]['caption_chars'])} |")
         # drafter names and curation statuses come from the records: escaped like every text from data
-        drafters = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("drafter: "))
-        curation = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("curation: "))
+        drafters, curation = _counts(s, "drafter: "), _counts(s, "curation: ")
         lines += ["", f"Counts: {s.get('patches', 0):,} patches, {s.get('instance', 0):,} instance and "
                       f"{s.get('group', 0):,} group phrases ({s.get('phrases', 0):,} grounded phrases), "
                       f"{s.get('objects', 0):,} objects covered by the masks.",
@@ -61,8 +65,7 @@ def verification_line(s: dict, verification: dict | None) -> str:
     """How many released patches the verification flagged, per check and per tier (docs/verification.md)."""
     if not s.get("verified"):
         return "Verification: not run (`geopixeld verify`)."
-    checks = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("flag check: "))
-    tiers = ", ".join(f"{md_text(k.split(': ', 1)[1])} {v:,}" for k, v in sorted(s.items()) if k.startswith("flag tier: "))
+    checks, tiers = _counts(s, "flag check: "), _counts(s, "flag tier: ")
     policy = f" (policy {md_text(verification['policy'])})" if verification else ""
     line = f"Verification{policy}: {s.get('flagged', 0):,} of {s['verified']:,} released patches flagged"
     return line + (f"; failed checks by check: {checks}; by tier: {tiers}." if checks else ".")

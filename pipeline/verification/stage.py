@@ -34,10 +34,9 @@ from annotations.merge import assembled
 from pipeline.contracts.gcg_schema import Check, Dropped, GCGRecord, records_from_table, records_to_table
 from pipeline.contracts.grounding import ground, targets_of
 from pipeline.contracts.layout import drafted_records, plans_dir, records_dir
-from pipeline.contracts.plan_schema import row_to_plan
 from pipeline.contracts.records import PatchPlan
-from pipeline.contracts.shards import (PlansNotReady, RecordsNotReady, ShardManifest, require_complete, require_intact,
-                                      write_table)
+from pipeline.contracts.shards import PlansNotReady, RecordsNotReady, ShardManifest, require_complete, require_intact, write_table
+from pipeline.drafting.stage import plan_shard_of, read_plan_shard, record_stats
 from pipeline.verification.checks import verify_texts
 from pipeline.verification.settings import VerifySettings
 
@@ -176,21 +175,16 @@ def verify_shard(name: str, out: Path, split: str, plans: dict, records: dict, c
     rec_dir = records_dir(out, split)
     rec_path = require_intact(rec_dir, records, name, RecordsNotReady,
                               f"run `geopixeld draft` for split {split!r} again (it redrafts changed shards)")
-    plan_name = name.replace("records-", "plans-", 1)  # record shard k is drafted from plan shard k
-    plan_path = require_intact(plans_dir(out, split), plans, plan_name, PlansNotReady,
-                               f"run `geopixeld plan` for split {split!r} again")
-    by_id = {p.patch_id: p for p in (row_to_plan(r) for r in pq.read_table(plan_path).to_pylist())}
+    plan_name = plan_shard_of(name)
+    by_id = {p.patch_id: p for p in read_plan_shard(out, split, plans, plan_name)}
     recs = records_from_table(pq.read_table(rec_path))
     missing = [r.patch_id for r in recs if r.patch_id not in by_id]
     if missing:
-        raise RecordsNotReady(f"{rec_path}: record {missing[0]!r} has no plan in {plan_path}; draft split {split!r} again")
+        raise RecordsNotReady(f"{rec_path}: record {missing[0]!r} has no plan in {plans_dir(out, split) / plan_name}; "
+                              f"draft split {split!r} again")
     verified = [verify_record(r, by_id[r.patch_id], config) for r in recs]
     sha = write_table(records_to_table(verified), rec_dir / name)
-    stats = dict(records["shards"][name].get("stats", {}))
-    stats.update(ok=sum(r.status == "ok" for r in verified), failed=sum(r.status != "ok" for r in verified),
-                 phrases=sum(len(r.phrases) for r in verified),
-                 instance_phrases=sum(p.tier == "instance" for r in verified for p in r.phrases),
-                 group_phrases=sum(p.tier == "group" for r in verified for p in r.phrases))
+    stats = {**records["shards"][name].get("stats", {}), **record_stats(verified)}
     entry = {**records["shards"][name], "sha256": sha, "stats": stats, "verified": config.fingerprint(),
              "check_stats": dict(check_stats(verified))}
     return name, entry
