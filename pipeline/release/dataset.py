@@ -170,7 +170,7 @@ def write_split(out: Path, split: str, folder: Path, settings: DatasetSettings, 
         k = rec_name.split("-")[-1].split(".")[0]
         name = f"data/{split}/{split}-{k}.parquet"
         wanted[name] = True
-        source = {"records": str(rec_dir.relative_to(out) / rec_name), "sha256": rec_manifest["shards"][rec_name]["sha256"],
+        source = {"records": str(rec_dir.relative_to(os.path.realpath(out)) / rec_name), "sha256": rec_manifest["shards"][rec_name]["sha256"],
                   "embed_images": settings.embed_images}
         old = entry["shards"].get(name)
         if shards.finished(name, source) and "images" in old:

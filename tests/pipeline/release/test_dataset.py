@@ -222,6 +222,16 @@ def test_embedded_images_carry_the_png_bytes(drafted, tmp_path):
     assert row["image"]["bytes"] == (s.folder / row["image"]["path"]).read_bytes() and row["image"]["bytes"][:4] == b"\x89PNG"
 
 
+def test_an_output_root_given_relative_to_the_working_folder_is_released(drafted, tmp_path, monkeypatch):
+    # `make demo` passes demo/out: the layout resolves its folders, the release names them relative to the root
+    shutil.copytree(drafted, tmp_path / "rel" / "out")
+    monkeypatch.chdir(tmp_path / "rel")
+    s = write_dataset(Path("out"), ["train"], NO_CURATION)
+    manifest = read_manifest(Path("out") / "dataset")
+    sources = [e["source"]["records"] for e in manifest["splits"]["train"]["shards"].values()]
+    assert s.splits["train"].rows > 0 and sources and all(x.startswith("train/records/") for x in sources)
+
+
 def test_dataset_row_keeps_a_groups_union_its_members_and_the_records_georeference():
     rle = masks.crop_to_rle(np.ones((3, 4), bool), 2, 1, 10, 10)
     rec = GCGRecord("P1_0_10_0_10", "val", "patches/P1_0_10_0_10.png", 10, 10, source_image="P1",
