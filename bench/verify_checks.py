@@ -41,6 +41,7 @@ from pipeline.synthetic.tiny_build import tiny_build
 from pipeline.verification.records import validate_records
 from pipeline.verification.checks import grid_cells, group_subject, instance_subject, verify_record, verify_texts
 from pipeline.verification.settings import DEFAULT_SETTINGS
+from pipeline.verification.stage import VerificationConfig, draft_verifier
 from pipeline.verification.text_facts import clear_cache
 
 WORDS = (("top left", "top", "top right"), ("left", "center", "right"), ("bottom left", "bottom", "bottom right"))
@@ -602,6 +603,20 @@ def _verify_stage(out: Path) -> None:
     run_verify(out, "val", progress=False)
 
 
+def _flow_build(data: Path, out: Path, verify: bool) -> float:
+    """Seconds of one whole build through the flow in this process (`geopixeld build`), the build's defaults but
+    for verification on or off; the split test, planned from the synthetic val folder."""
+    from flows.in_process import run_build
+    from flows.params import BuildParams
+
+    shutil.rmtree(out, ignore_errors=True)
+    params = BuildParams.model_validate({"source": {"root": str(data)}, "output": {"out": str(out)}, "splits": ["test"],
+                                         "progress": False, "verification": {"enabled": verify}})
+    t0 = time.perf_counter()
+    run_build(params)
+    return time.perf_counter() - t0
+
+
 def caught(item: Item) -> tuple[bool, list]:
     failures = verify_texts(item.plan, item.holistic, item.instances, item.groups, item.description)
     if item.check is None:
@@ -616,6 +631,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--constructed", type=int, default=120, help="Constructed plans added to the build's.")
     ap.add_argument("--show", type=int, default=0, help="Print this many misses and false flags.")
+    ap.add_argument("--flow-rounds", type=int, default=2, help="Whole builds through the flow, verification on and "
+                    "off in turn, this many of each (0: none).")
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
@@ -632,6 +649,15 @@ def main() -> None:
     stage_s = time.perf_counter() - t0
     records = {r.patch_id: r for f in sorted(records_dir(out, "val").glob("*.parquet"))
                for r in records_from_table(pq.read_table(f))}
+    in_draft_s = float("inf")
+    for _ in range(3):  # the drafting stage with the checks inside it, as a build runs them (best of 3, as below)
+        shutil.rmtree(records_dir(out, "val"))
+        clear_cache()
+        t0 = time.perf_counter()
+        run_draft(out, "val", progress=False, verify=draft_verifier(VerificationConfig()))
+        in_draft_s = min(in_draft_s, time.perf_counter() - t0)
+    shutil.rmtree(records_dir(out, "val"))
+    run_draft(out, "val", progress=False)
     stages = {"plan": plan_s, "draft": stage_s}
     for name, run in (("verify stage", lambda: _verify_stage(out)), ("validate", lambda: validate_records(out, "val")),
                       ("release", lambda: write_dataset(out, ["val"]))):
@@ -710,6 +736,11 @@ def main() -> None:
         print(f"goal {want}: {100 * c['hit'] / max(c['n'], 1):.1f}% caught (>= 95%)")
     print(f"goal false flags: {100 * flagged / max(total, 1):.1f}% (<= 5%)")
 
+    flow = {True: [], False: []}
+    for k in range(args.flow_rounds):
+        for on in (True, False) if k % 2 == 0 else (False, True):
+            flow[on].append(_flow_build(data, args.out / "flow", on))
+
     v_ms, d_ms, st_ms, p_ms = 1000 * best / n, 1000 * draft_s / n, 1000 * stage_s / n, 1000 * plan_s / n
     print(f"\n| per record ({n} patches) | ms | verify_texts / this |")
     print("|---|---:|---:|")
@@ -722,8 +753,15 @@ def main() -> None:
     print(f"| the build without verification ({' + '.join(build)}) | {build_ms:.3f} | {100 * v_ms / build_ms:.1f}% |")
     if "verify stage" in stages:
         vs_ms = 1000 * stages["verify stage"] / n
-        print(f"| the verify stage (`run_verify`: read, check, rewrite shards) | {vs_ms:.3f} | "
+        print(f"| the verify stage on its own (`run_verify`: read, check, rewrite shards) | {vs_ms:.3f} | "
               f"{100 * vs_ms / build_ms:.1f}% of the build |")
+    id_ms = 1000 * in_draft_s / n
+    print(f"| drafting stage verifying each shard before writing it (`run_draft(verify=...)`, as builds do) | "
+          f"{id_ms:.3f} | adds {id_ms - st_ms:.3f} ms, {100 * (id_ms - st_ms) / build_ms:.1f}% of the build |")
+    if flow[True] and flow[False]:
+        on, off = min(flow[True]), min(flow[False])
+        print(f"\nwhole build through the flow in this process ({n} patches, best of {args.flow_rounds}): "
+              f"verification on {on:.2f} s, off {off:.2f} s: **{100 * (on - off) / off:+.1f}%** (goal < 5%)")
     print(f"verification adds {100 * v_ms / build_ms:.1f}% to the build's wall time (goal < 5%), "
           f"{100 * v_ms / p_ms:.1f}% to planning alone; the labelled set took {1000 * label_s / len(items):.3f} ms a text")
     print(f"template-drafted records flagged: {len({f.detail for f in template_failures})} distinct failures "

@@ -34,7 +34,7 @@ from pipeline.planning.stage import prepare_plan
 from pipeline.release.dataset import dataset_folder, write_dataset
 from pipeline.synthetic.isaid import ensure_source
 from pipeline.verification.records import validate_records
-from pipeline.verification.stage import prepare_verify
+from pipeline.verification.stage import draft_verifier, prepare_verify
 
 FLOW_NAME = "build-geopixeld"
 
@@ -157,11 +157,12 @@ def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
         from pipeline.drafting.stage import iter_plans
 
         table = estimate_report(list(iter_plans(params.output.out, split)), params.lmm.family, params.lmm.instance_mode,
-                                prompts_dir=params.lmm.prompts_dir)
+                                prompts_dir=params.lmm.prompts_dir, judge=params.lmm_settings().judge)
         get_run_logger().info(table)
         create_markdown_artifact(key=artifact_key("draft", split, "estimate"), markdown=f"```\n{table}\n```",
                                  description=f"The cost of drafting split {split} (requests and tokens per tier)")
-    with open_draft(params.output.out, split, params.lmm_settings()) as job:
+    # each shard verified as it is written (one read and write of the records); the verify task does the rest
+    with open_draft(params.output.out, split, params.lmm_settings(), verify=draft_verifier(params.verification)) as job:
         todo = job.todo
         progress = StageProgress(artifact_key("draft", split), len(todo), "shard", params.progress)
         groups = driver.batches(todo, params.batch_shards)
@@ -179,10 +180,12 @@ def draft_split(params: BuildParams, split: str, counts: Counter) -> dict:
 def verify_split(params: BuildParams, split: str, counts: Counter) -> dict:
     """Check every drafted text against its plan; the failed checks go into the records and a table artifact."""
     job = prepare_verify(params.output.out, split, params.verification)
-    todo = job.todo
-    progress = StageProgress(artifact_key("verify", split), len(todo), "shard", params.progress)
+    todo, total = job.todo, len(job.manifest.shards)
+    progress = StageProgress(artifact_key("verify", split), total, "shard", params.progress)
+    progress.step(total - len(todo))  # verified by the draft task as they were written
     counts["task runs"] += len(driver.batches(todo, params.batch_shards))
     summary = driver.run_stage(job, TaskRuns(verify), params.batch_shards, progress.step)
+    summary.skipped = total - len(todo)
     progress.close()
     get_run_logger().info(summary.table())
     s = summary.stats

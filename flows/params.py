@@ -62,8 +62,9 @@ class LMMParams(BaseModel):
 
     endpoints: Endpoints = Field(description="Default servers of every tier.")
     merge: Endpoints | None = Field(None, description="Servers of the merge (the paper merged with a text-only LLM).")
-    tiers: dict[Literal["holistic", "instance", "group", "merge"], Endpoints] = Field(
-        default_factory=dict, description="Per-tier servers that override the above.")
+    tiers: dict[Literal["holistic", "instance", "group", "merge", "judge"], Endpoints] = Field(
+        default_factory=dict, description="Per-tier servers that override the above (judge: the LMM judge's, "
+        "by default the instance tier's).")
     api_key_env: str = Field("GEOPIXELD_VLLM_API_KEY", description="Environment variable holding the API key (never logged).")
     instance_mode: Literal["per-object", "per-patch"] = Field("per-object", description="One request per marked object "
                                                               "(the paper) or one per patch.")
@@ -84,7 +85,7 @@ class LMMParams(BaseModel):
     schema_probe: bool = Field(True, description="Before drafting, prove each server enforces response_format (one "
                                "request each); a server that ignores it stops the build, named.")
 
-    def settings(self, screen=None, screen_id: str | None = None):
+    def settings(self, screen=None, screen_id: str | None = None, judge: bool = False):
         """The drafting stage's LMMSettings (`screen`: the verification's, under the drop policy)."""
         from pipeline.drafting.lmm_client import Endpoint
         from pipeline.drafting.lmm_drafter import LMMSettings
@@ -97,7 +98,7 @@ class LMMParams(BaseModel):
                            temperature=self.temperature, seed=self.seed, invalid_retries=self.invalid_retries,
                            max_in_flight=self.max_in_flight, in_flight_per_endpoint=self.in_flight_per_endpoint,
                            timeout=self.timeout, prompts_dir=self.prompts_dir,
-                           screen=screen, screen_id=screen_id, probe_schema=self.schema_probe)
+                           screen=screen, screen_id=screen_id, probe_schema=self.schema_probe, judge=judge)
 
 
 class TaskRunnerParams(BaseModel):
@@ -146,6 +147,8 @@ class BuildParams(PlanRules):
     @model_validator(mode="after")
     def _source(self):
         self.plan_config(self.splits[0])  # the planning config of each split must validate too
+        if self.verification.judge and self.lmm is None:
+            raise ValueError("verification.judge asks an LMM about every sentence: it needs `lmm` (the servers)")
         return self
 
     def plan_config(self, split: str) -> PlanConfig:
@@ -175,7 +178,8 @@ class BuildParams(PlanRules):
         tier text that fails a check is asked once more with new seeds before it is dropped."""
         if self.lmm is None:
             return None
-        return self.lmm.settings(*drafting_screen(self.verification))
+        return self.lmm.settings(*drafting_screen(self.verification),
+                                 judge=self.verification.enabled and self.verification.judge)
 
     def cpu_workers(self) -> int:
         return self.workers or os.cpu_count() or 1

@@ -8,7 +8,7 @@ from pipeline.planning.stage import prepare_plan
 from pipeline.release.dataset import write_dataset
 from pipeline.synthetic.isaid import ensure_source
 from pipeline.verification.records import validate_records
-from pipeline.verification.stage import prepare_verify
+from pipeline.verification.stage import draft_verifier, prepare_verify
 
 
 def build_without_prefect(params: BuildParams):
@@ -20,7 +20,8 @@ def build_without_prefect(params: BuildParams):
             ensure_source(params.source.root, [cfg.source.folder], params.source.synthetic, log=lambda m: None)
             driver.run_stage(prepare_plan(cfg, overwrite=params.overwrite), pool,
                              params.batch_shards)
-            with open_draft(params.output.out, split, params.lmm_settings()) as job:
+            with open_draft(params.output.out, split, params.lmm_settings(),
+                            verify=draft_verifier(params.verification)) as job:  # as the flow drafts
                 driver.run_stage(job, pool, params.batch_shards)
             if params.verification.enabled:
                 driver.run_stage(prepare_verify(params.output.out, split, params.verification), pool, params.batch_shards)

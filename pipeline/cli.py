@@ -113,7 +113,7 @@ def draft(
     model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_VLLM_MODEL", help="Served model name (--served-model-name).")] = None,
     merge_url: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_URL", help="Server(s) for the merge (a text LLM); default: --vllm-url.")] = None,
     merge_model: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_MERGE_MODEL", help="Model of the merge server; default: --model.")] = None,
-    tier_url: Annotated[Optional[list[str]], typer.Option(help="TIER=URL[,URL]: send one tier (holistic, instance, group or merge) to its own server(s); repeatable.")] = None,
+    tier_url: Annotated[Optional[list[str]], typer.Option(help="TIER=URL[,URL]: send one tier (holistic, instance, group, merge, or judge: the LMM judge's) to its own server(s); repeatable.")] = None,
     tier_model: Annotated[Optional[list[str]], typer.Option(help="TIER=MODEL: the served model of a --tier-url tier (default: --model); repeatable.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Name of the environment variable holding the servers' API key (never logged).")] = "GEOPIXELD_VLLM_API_KEY",
     instance_mode: Annotated[str, typer.Option(help="per-object (one request per marked object, as in the paper) or per-patch (one request for all).")] = "per-object",
@@ -130,8 +130,11 @@ def draft(
     schema_probe: Annotated[bool, typer.Option("--schema-probe/--no-schema-probe", help="First prove each server "
                             "enforces response_format (one request each); a server that ignores it stops the run, named.")] = True,
     verification: Annotated[Optional[Path], typer.Option(help="YAML or JSON of the verification settings (as for "
-                            "`geopixeld verify --config`); with policy drop, an LMM instance or group text that fails "
-                            "a check is asked once more with new seeds before it is dropped.")] = None,
+                            "`geopixeld verify --config`): each shard is verified as it is drafted; with policy drop, an "
+                            "LMM instance or group text that fails a check is asked once more with new seeds before it "
+                            "is dropped.")] = None,
+    judge: Annotated[bool, typer.Option("--judge", help="The LMM judge: one more yes/no request per kept instance and "
+                     "group sentence (docs/verification.md); a no is the check `judge` in the records.")] = False,
     estimate: Annotated[bool, typer.Option("--estimate", help="Print what LMM drafting of the split will cost "
                         "(requests, prompt, image and completion tokens per tier, hours) and send nothing.")] = False,
     family: Annotated[str, typer.Option(help="--estimate: the annotator family whose image-token formula applies: "
@@ -150,13 +153,14 @@ def draft(
     from pipeline.drafting.stage import run_draft
     from pipeline.drafting.lmm_client import LMMUnavailable
     from pipeline.drafting.schema_probe import StructuredOutputIgnored
+    from pipeline.verification.stage import draft_verifier, drafting_screen
 
     if estimate:
         if instance_mode not in ("per-object", "per-patch"):
             _fail("--instance-mode must be per-object or per-patch")
         try:
             typer.echo(_estimate(out, split, family, instance_mode, requests_per_second, tokens_per_second, tokenizer,
-                                 prompts_dir))
+                                 prompts_dir, judge))
         except (NotReady, ValueError) as exc:
             _fail(str(exc))
         return
@@ -168,6 +172,10 @@ def draft(
         _fail("--drafter replay needs --replies FILE.jsonl" if replies is None else "--replies needs --drafter replay")
     if drafter == "lmm" and not vllm_url:
         _fail("--drafter lmm needs --vllm-url (or GEOPIXELD_VLLM_URL)")
+    vconfig = _verification_config(verification) if verification is not None else None
+    judge = judge or bool(vconfig and vconfig.enabled and vconfig.judge)
+    if judge and drafter != "lmm":
+        _fail(f"--judge asks an LMM about every sentence: it needs --drafter lmm (--vllm-url), not {drafter}")
     lmm = None
     if drafter == "lmm":
         if not model:
@@ -183,18 +191,14 @@ def draft(
         for v in tier_url or []:
             tier, urls = _pair(v, "--tier-url")
             tiers[tier] = _endpoints(urls, models.get(tier, model), api_key_env)
-        screen, screen_id = None, None
-        if verification is not None:
-            from pipeline.verification.stage import drafting_screen
-
-            screen, screen_id = drafting_screen(_verification_config(verification))
+        screen, screen_id = drafting_screen(vconfig) if vconfig is not None else (None, None)
         lmm = LMMSettings(eps, merge_endpoints=merge, tier_endpoints=tiers, instance_mode=instance_mode,
                           temperature=temperature, max_in_flight=max_in_flight,
                           in_flight_per_endpoint=in_flight_per_endpoint, prompts_dir=prompts_dir,
-                          screen=screen, screen_id=screen_id, probe_schema=schema_probe)
+                          screen=screen, screen_id=screen_id, probe_schema=schema_probe, judge=judge)
     try:
         with _output_held(out, create=False):
-            summary = run_draft(out, split, progress=not quiet, lmm=lmm, replies=replies)
+            summary = run_draft(out, split, progress=not quiet, lmm=lmm, replies=replies, verify=draft_verifier(vconfig))
     except (NotReady, LMMUnavailable, StructuredOutputIgnored, ValueError) as exc:
         _fail(str(exc))
     typer.echo(summary.table())
@@ -377,7 +381,7 @@ def demo(
 
 
 def _estimate(out: Path, split: str, family: str, mode: str, rps: float | None, tps: float | None,
-              tokenizer: Path | None, prompts_dir: Path | None) -> str:
+              tokenizer: Path | None, prompts_dir: Path | None, judge: bool = False) -> str:
     """`geopixeld draft --estimate`: the chosen mode's cost beside the other mode's."""
     from pipeline.drafting.estimate import estimate_report
     from pipeline.drafting.stage import iter_plans
@@ -396,7 +400,7 @@ def _estimate(out: Path, split: str, family: str, mode: str, rps: float | None, 
         except (OSError, ValueError) as exc:
             raise ValueError(f"{tokenizer}: not a tokenizer folder ({exc})") from exc
         count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    return estimate_report(list(iter_plans(out, split)), family, mode, count, prompts_dir, rps, tps)
+    return estimate_report(list(iter_plans(out, split)), family, mode, count, prompts_dir, rps, tps, judge)
 
 
 def _endpoints(urls: str, model: str, api_key_env: str):

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-NAMES = ("holistic", "instance", "instance_batch", "group", "merge")
+NAMES = ("holistic", "instance", "instance_batch", "group", "merge", "judge_instance", "judge_group")
+JUDGE = ("judge_instance", "judge_group")  # the optional LMM judge's (annotations/judge.py)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,13 @@ def eval_command(
     pred: Annotated[Path, typer.Argument(help="Predictions: our Parquet (file or folder), a GeoPixelD JSON layout "
                                          "(index file or folder), or a folder of GLaMM per-image prediction JSONs.")],
     gt: Annotated[list[Path], typer.Argument(help="Ground truth: record Parquet (folder, files, a build root with "
-                                             "--split), a release dataset folder, or a GeoPixelD JSON layout.")],
+                                             "--split), a release dataset folder, a GeoPixelD JSON layout, or "
+                                             "GLaMM's <split>_gcg_coco_mask_gt.json + _caption_gt.json (their "
+                                             "folder with --split, or either file).")],
     out: Annotated[Optional[Path], typer.Option(help="Write eval.md, eval.json, per_image.csv/.parquet and "
                                                 "per_phrase.csv here.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to read from a build root or a dataset folder.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to read from a build root, a dataset folder or a folder "
+                                                 "of GLaMM's ground truth (val, test).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Row label of this run in the table. [default: PRED's name]")] = None,
     embedder: Annotated[Optional[str], typer.Option(envvar="GEOPIXELD_EVAL_EMBEDDER", help="Local sentence-transformers "
                                                     "or BERT folder for phrase similarity. [default: the packaged "
@@ -28,6 +31,9 @@ def eval_command(
                                                  "fails a threshold) or admissible.")] = "glamm",
     missing_as_empty: Annotated[bool, typer.Option("--missing-as-empty", help="Score ground-truth images without a "
                                                    "prediction as empty predictions instead of refusing.")] = False,
+    unmatched_masks: Annotated[bool, typer.Option("--unmatched-masks", help="Accept GLaMM predictions whose phrases "
+                                                  "and pred_masks differ in number, paired by position as GLaMM "
+                                                  "does (see docs/eval.md).")] = False,
 ) -> None:
     """Score grounded-conversation predictions with GLaMM's metrics (METEOR, CIDEr, AP50, mIoU, Recall).
 
@@ -44,7 +50,8 @@ def eval_command(
     try:
         settings = EvalSettings(embedder=embedder, device=device, iou_threshold=iou_threshold,
                                 similarity_threshold=similarity_threshold, recall_matching=recall_matching,
-                                missing="empty" if missing_as_empty else "error", split=split)
+                                missing="empty" if missing_as_empty else "error", split=split,
+                                unmatched_masks=unmatched_masks)
     except ValidationError as exc:
         _fail(f"invalid settings:\n{exc}")
     label = name or pred.name

@@ -1,10 +1,11 @@
 """Readers of ground truth and predictions: our Parquet, the released GeoPixelD JSON layout, GLaMM's JSONs.
 
 Our layouts are read by the shared readers of `model.sources` (the ones the trainer and predict use) into
-`model.records.GroundedPatch`es and turned into `EvalImage`s here; GLaMM's JSONs are read here only. Every
-image is keyed by patch name (`patch_id`; in the JSON layouts the stem of the image
-or prediction file, as GLaMM keys its per-image files). Problems are collected per record and raised together
-as one `EvalInputError` that names the file and the image, so a broken file is never scored in part.
+`model.records.GroundedPatch`es and turned into `EvalImage`s here; GLaMM's prediction JSONs are read here only,
+its COCO ground-truth pair by `model.eval.glamm_gt`. Every image is keyed by patch name (`patch_id`; in the
+GeoPixelD layout the stem of the image file; GLaMM's prediction files by their name, as its evaluator opens
+`<image id>.json`). Problems are collected per record and raised together as one `EvalInputError` that names
+the file and the image, so a broken file is never scored in part.
 
 Ground truth from drafting records keeps what the release keeps (`status` ok, not rejected by a curator);
 predictions keep every row: a failed or empty prediction is an empty prediction, scored, never dropped.
@@ -16,44 +17,60 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.eval.types import EvalImage, EvalInputError, EvalPhrase, caption_text, phrase_text, phrases_of
+from model.eval import glamm_gt
+from model.eval.types import (EvalImage, EvalInputError, EvalPhrase, caption_text, image_key, phrase_text,
+                              phrases_of)
 from model.records import DataError, GroundedPatch, normalise_rle, phrase_rle
 from model.sources import GeoPixelDFiles, NotFound, json_kind, locate, parquet_source, read_json
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 GT = "ground truth"
+UNMATCHED_OPTION = "--unmatched-masks"
 
 
 @dataclass
 class Loaded:
     images: dict[str, EvalImage]
-    format: str  # parquet-records | parquet-dataset | geopixeld-json | glamm-json
+    format: str  # parquet-records | parquet-dataset | geopixeld-json | glamm-json | glamm-coco
     sources: list[str]
-    notes: list[str] = field(default_factory=list)  # records left out of the ground truth, and why
+    notes: list[str] = field(default_factory=list)  # what the report must say: records left out, counts changed
 
 
 def load(paths: list[Path], role: str, split: str | None = None,
-         sizes: dict[str, tuple[int, int]] | None = None) -> Loaded:
+         sizes: dict[str, tuple[int, int]] | None = None, unmatched_masks: bool = False) -> Loaded:
     """Read one or more files or folders (`role`: "ground truth" or "predictions") into images by patch name.
 
-    `sizes` ({image: (height, width)}) sizes masks drawn from polygons when no image file says how big it is.
+    `sizes` ({image: (height, width)}) sizes masks drawn from polygons when no image file says how big it is;
+    `unmatched_masks` accepts GLaMM predictions whose phrases and masks differ in number (`_glamm_texts`).
     """
     problems: list[str] = []
     images: dict[str, EvalImage] = {}
     formats, sources, notes = [], [], []
+    pairs: set[glamm_gt.GlammPair] = set()
     for path in paths:
-        kind, files, reader = resolve_inputs(Path(path), split, role)
-        if role == "ground truth" and kind == "parquet-records" and files and files[0].parent.name == "records":
-            notes.append(f"{path}: the ground truth is the drafted records of {files[0].parent}, not curated ones "
-                         "(a split that needs curation is held back from the release until every patch is decided)")
-        formats.append(kind)
-        sources += [str(f) for f in files]
-        if kind == "glamm-json":
-            found = _read_glamm(files, problems)
+        pair = glamm_gt.pair_at(Path(path), split)
+        if pair is not None:
+            if role != GT:
+                raise EvalInputError([f"{path}: GLaMM's ground-truth files ({glamm_gt.MASK}, {glamm_gt.CAPTION}) "
+                                      f"cannot be the {role}"])
+            if pair in pairs:  # both files of one pair given
+                continue
+            pairs.add(pair)
+            kind, files = glamm_gt.FORMAT, [pair.mask, pair.caption]
+            found = glamm_gt.read_pair(pair, problems)
         else:
-            found, note = _read_patches(reader, role, problems, sizes or {})
+            kind, files, reader = resolve_inputs(Path(path), split, role)
+            if role == GT and kind == "parquet-records" and files and files[0].parent.name == "records":
+                notes.append(f"{path}: the ground truth is the drafted records of {files[0].parent}, not curated "
+                             "ones (a split that needs curation is held back from the release until every patch "
+                             "is decided)")
+            if kind == "glamm-json":
+                found, note = _read_glamm(files, problems, unmatched_masks)
+            else:
+                found, note = _read_patches(reader, role, problems, sizes or {})
             if note:
                 notes.append(f"{path}: {note}")
+        formats.append(kind)
+        sources += [str(f) for f in files]
         for img in found:
             if img.image_id in images:
                 problems.append(f"{img.source}: image {img.image_id} appears more than once in the {role} "
@@ -102,8 +119,11 @@ def _json_kind(path: Path) -> str:
         return "geopixeld-json"
     if isinstance(data, dict) and _glamm_body(data) is not None:
         return "glamm-json"
+    coco = isinstance(data, dict) and {"images", "annotations"} <= data.keys()
     raise EvalInputError([f"{path}: neither a GeoPixelD index or per-patch JSON nor a GLaMM prediction JSON "
-                          f"(expected keys conversations, gcg_description, or caption/phrases/pred_masks)"])
+                          f"(expected keys conversations, gcg_description, or caption/phrases/pred_masks)"
+                          + (f"; a COCO JSON is read as GLaMM's ground truth when named <split>{glamm_gt.MASK} "
+                             f"beside <split>{glamm_gt.CAPTION}" if coco else "")])
 
 
 # ---------------------------------------------------------------- shared checks
@@ -235,24 +255,46 @@ def _glamm_body(data: dict) -> dict | None:
     return None
 
 
-def _read_glamm(files: list[Path], problems: list[str]) -> list[EvalImage]:
+def _read_glamm(files: list[Path], problems: list[str], unmatched_masks: bool = False) -> tuple[list[EvalImage], str]:
+    """GLaMM's per-image prediction JSONs, each keyed by its file name: GLaMM's evaluator opens `<image id>.json`
+    and never reads the `image_id` inside, so one that names another image is refused rather than trusted."""
     out = []
+    unmatched = unnamed = dropped = 0
     for f in files:
         body = _glamm_body(json.loads(f.read_text()))
         if body is None:
             problems.append(f"{f}: not a GLaMM prediction JSON (caption, phrases, pred_masks)")
             continue
-        image_id = str(body.get("image_id") or f.stem)
-        if image_id.lower().endswith(IMAGE_SUFFIXES):
-            image_id = Path(image_id).stem
-        phrases = body.get("phrases") or []
+        image_id = image_key(f.stem)
+        inner = body.get("image_id")
+        if inner not in (None, "") and image_key(str(inner)) != image_id:
+            problems.append(f"{f}: image {image_id}: its image_id is {inner}, but GLaMM's evaluator keys a "
+                            f"prediction by its file name (<image id>.json)")
+            continue
+        phrases = [phrase_text(str(p)) for p in body.get("phrases") or []]
         masks = body.get("pred_masks") or []
         caption = caption_text(body.get("caption") or "")
         if len(phrases) != len(masks):
-            problems.append(f"{f}: image {image_id}: {len(phrases)} phrases but {len(masks)} masks")
-            continue
-        img = _assemble(image_id, None, None, caption, [phrase_text(str(p)) for p in phrases], len(masks),
+            if not unmatched_masks:
+                problems.append(f"{f}: image {image_id}: {len(phrases)} phrases but {len(masks)} masks (pass "
+                                f"{UNMATCHED_OPTION} to score them as GLaMM's evaluator does: docs/eval.md)")
+                continue
+            unmatched += 1
+            unnamed += max(len(masks) - len(phrases), 0)
+            dropped += max(len(phrases) - len(masks), 0)
+        img = _assemble(image_id, None, None, caption, _glamm_texts(phrases, len(masks)), len(masks),
                         [(m, None) for m in masks], str(f), problems)
         if img is not None:
             out.append(img)
-    return out
+    note = (f"{unmatched} GLaMM predictions had phrases and pred_masks of different lengths ({UNMATCHED_OPTION}): "
+            f"{unnamed} masks without a phrase scored as empty phrases (AP50 and mIoU count them, Recall never "
+            f"does), {dropped} phrases without a mask left out (nothing grounds them; the caption keeps their text)") \
+        if unmatched else ""
+    return out, note
+
+
+def _glamm_texts(phrases: list[str], n_masks: int) -> list[str]:
+    """The phrase of each mask as GLaMM's evaluator pairs them, by position: phrase i names mask i. Masks past
+    the last phrase name nothing (an empty phrase, like a bare [SEG] in our Parquet); phrases past the last mask
+    have no mask, and GLaMM's IoU matrix, which has a column per mask, never reaches them."""
+    return phrases[:n_masks] + [""] * (n_masks - len(phrases))

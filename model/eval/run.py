@@ -39,7 +39,12 @@ class EvalSettings(BaseModel):
         "admissible: greedy over the pairs passing both thresholds.")
     missing: Literal["error", "empty"] = Field("error", description="A ground-truth image without a prediction: "
                                                "refuse (error) or score it as an empty prediction (empty).")
-    split: str | None = Field(None, description="Split to read from a build root or a release dataset folder.")
+    split: str | None = Field(None, description="Split to read from a build root, a release dataset folder or a "
+                              "folder of GLaMM's ground truth (<split>_gcg_coco_*_gt.json).")
+    unmatched_masks: bool = Field(False, description="Accept GLaMM prediction JSONs whose phrases and pred_masks "
+                                  "differ in number, paired by position as GLaMM's evaluator does (a mask past the "
+                                  "last phrase is an empty phrase, a phrase past the last mask is left out); "
+                                  "False refuses them.")
 
 
 @dataclass
@@ -97,13 +102,13 @@ def evaluate(pred_paths: list[Path], gt_paths: list[Path], settings: EvalSetting
     if not gt.images:
         raise EvalInputError([f"{', '.join(map(str, gt_paths))}: the ground truth holds no image"])
     sizes = {i: (g.height, g.width) for i, g in gt.images.items()}
-    pred = load([Path(p) for p in pred_paths], "predictions", settings.split, sizes)
+    pred = load([Path(p) for p in pred_paths], "predictions", settings.split, sizes, settings.unmatched_masks)
     preds = check_pairing(gt.images, pred.images, settings.missing)
     result = score(gt.images, preds, settings, embedder)
     result.inputs = {"predictions": [str(p) for p in pred_paths], "prediction_format": pred.format,
                      "ground_truth": [str(p) for p in gt_paths], "ground_truth_format": gt.format,
                      "split": settings.split}
-    result.notes = list(gt.notes) + result.notes
+    result.notes = list(gt.notes) + list(pred.notes) + result.notes
     absent = len(set(gt.images) - set(pred.images))
     if absent:
         result.notes.append(f"{absent} ground-truth images had no prediction and were scored as empty predictions")
@@ -130,7 +135,8 @@ def score(gt: dict[str, EvalImage], pred: dict[str, EvalImage], settings: EvalSe
         pairs = mm.greedy_pairs(ious_pg)  # (pred, gt, iou), GLaMM's orientation for mIoU
         if g.phrases and p.phrases:
             sims = embedder.similarity([x.text for x in g.phrases], [x.text for x in p.phrases])
-            sims[:, [j for j, x in enumerate(p.phrases) if not x.text.strip()]] = 0.0  # a bare [SEG] names nothing
+            # an empty phrase (a bare [SEG], a GLaMM mask past its last phrase) names nothing: below any threshold
+            sims[:, [j for j, x in enumerate(p.phrases) if not x.text.strip()]] = -np.inf
         else:
             sims = np.zeros((len(g.phrases), len(p.phrases)))
         matches = mm.recall_matches(ious_pg.T, sims, settings.iou_threshold, settings.similarity_threshold,
@@ -164,7 +170,8 @@ def score(gt: dict[str, EvalImage], pred: dict[str, EvalImage], settings: EvalSe
             per_phrase.append({
                 "image_id": i, "gt_index": k, "phrase": x.text, "objects": x.objects, "group": groups[k],
                 "pred_index": pj, "pred_phrase": p.phrases[pj].text if pj is not None else None,
-                "iou": 100 * iou, "similarity": float(sims[k, pj]) if pj is not None else None,
+                "iou": 100 * iou, "similarity": float(sims[k, pj]) if pj is not None and np.isfinite(sims[k, pj])
+                else None,
                 "recalled": k in recalled, "recalled_by": recalled.get(k),
             })
     gt_all = [[x.rle for x in gt[i].phrases] for i in ids]

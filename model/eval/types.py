@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.contracts.grounding import PHRASE_RE, strip_tags
 
 _TAG_SUFFIX = re.compile(r"-\d+$")
 _MARKUP = re.compile(r"</?p>|\[SEG\]")
 SEG = "[SEG]"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class EvalInputError(ValueError):
@@ -63,3 +65,9 @@ def phrases_of(description: str | None) -> tuple[list[str], int]:
     if not description:
         return [], 0
     return [phrase_text(m["text"]) for m in PHRASE_RE.finditer(description)], description.count(SEG)
+
+
+def image_key(name: str) -> str:
+    """The key of an image named in GLaMM's files: `sa_1.jpg` and `sa_1` are one image (GLaMM's infer.py names
+    each prediction after the image file without its extension)."""
+    return name[: -len(Path(name).suffix)] if name.lower().endswith(IMAGE_SUFFIXES) else name

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import prompts
 from annotations.ask import Ask
+from annotations.judge import crop_box, crop_image, judge_group_ask, judge_instance_ask
 from annotations.merge import merge_ask
 from pipeline.contracts.records import PatchPlan
 from pipeline.drafting.lmm_drafter import tier_asks
@@ -23,7 +24,8 @@ from pipeline.drafting.lmm_drafter import tier_asks
 TIERS = ("holistic", "instance", "group", "merge")
 CHARS_PER_TOKEN = 4.0  # English prose with a BPE tokenizer: about 4 characters a token
 REPLY_OVERHEAD = 8  # the JSON around a reply's text: {"sentence": "..."}
-EXPECTED_CHARS = {"holistic": 360, "instance": 110, "group": 110}  # a reply's text, when nothing was drafted yet
+EXPECTED_CHARS = {"holistic": 360, "instance": 110, "group": 110,  # a reply's text, when nothing was drafted yet
+                  "judge": 60}  # the judge's reason (its verdict is in REPLY_OVERHEAD)
 
 
 def qwen_vl_tokens(width: int, height: int, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280) -> int:
@@ -109,18 +111,36 @@ class Estimate:
         return t
 
 
-def patch_asks(plan: PatchPlan, templates: dict, instance_mode: str, expected: dict[str, float]) -> list[Ask]:
-    """The requests the LMM drafter makes for one plan (the merge's with tier texts of the expected lengths)."""
+def patch_asks(plan: PatchPlan, templates: dict, instance_mode: str, expected: dict[str, float],
+               judge: bool = False) -> list[Ask]:
+    """The requests the LMM drafter makes for one plan (the merge's and the judge's with tier texts of the
+    expected lengths)."""
     hol, inst, grp = tier_asks(plan, templates, instance_mode)
-    tagged = [(o.tag, "x" * round(expected["instance"])) for o in sorted(plan.instances, key=lambda o: o.mark)]
+    instances = sorted(plan.instances, key=lambda o: o.mark)
+    tagged = [(o.tag, "x" * round(expected["instance"])) for o in instances]
     tagged += [(g.tag, "x" * round(expected["group"])) for g in plan.groups]
     merge = [merge_ask("x" * round(expected["holistic"]), tagged, templates["merge"])] if tagged else []
-    return [hol, *inst, *grp, *merge]
+    judged = []
+    if judge:
+        judged = [judge_instance_ask(o, "x" * round(expected["instance"]), templates["judge_instance"]) for o in instances]
+        judged += [judge_group_ask(g, "x" * round(expected["group"]), templates["judge_group"]) for g in plan.groups]
+    return [hol, *inst, *grp, *merge, *judged]
+
+
+def _image_tokens(ask: Ask, plan: PatchPlan, family: Family, full: int) -> int:
+    """Image tokens of a request: the patch's (the patch and its set-of-marks image are one size), a group crop's."""
+    if not ask.image:
+        return 0
+    if ask.image.startswith("crop:"):
+        g = next(g for g in plan.groups if crop_image(g.tag) == ask.image)
+        x0, y0, x1, y1 = crop_box(g.bbox, plan.width, plan.height)
+        return family.image_tokens(x1 - x0, y1 - y0)
+    return full
 
 
 def estimate(plans: Iterable[PatchPlan], family: Family, instance_mode: str = "per-object",
              count_tokens: Callable[[str], int] | None = None, expected: dict[str, float] | None = None,
-             prompts_dir=None) -> Estimate:
+             prompts_dir=None, judge: bool = False) -> Estimate:
     """Requests and tokens per tier of drafting `plans` with an annotator of `family` (pure apart from reading the
     prompt templates). `expected`: mean characters of a holistic, instance and group text (EXPECTED_CHARS)."""
     templates = {n: prompts.load(n, prompts_dir) for n in prompts.NAMES}
@@ -129,13 +149,13 @@ def estimate(plans: Iterable[PatchPlan], family: Family, instance_mode: str = "p
     est = Estimate(family.name, instance_mode, 0)
     for plan in plans:
         est.patches += 1
-        image = family.image_tokens(plan.width, plan.height)  # the patch and its set-of-marks image are one size
+        image = family.image_tokens(plan.width, plan.height)
         n_tagged = len(plan.instances) + len(plan.groups)
-        for ask in patch_asks(plan, templates, instance_mode, chars):
-            c = est.tiers[ask.tier]
+        for ask in patch_asks(plan, templates, instance_mode, chars, judge):
+            c = est.tiers.setdefault(ask.tier, TierCost())  # judge: only when asked for
             c.requests += 1
             c.text_tokens += tokens(ask.prompt)
-            c.image_tokens += image if ask.image else 0
+            c.image_tokens += _image_tokens(ask, plan, family, image)
             c.completion_max += ask.max_tokens
             if ask.tier == "merge":  # every tier text again, with its tag markup
                 body = chars["holistic"] + n_tagged * (chars["instance"] + 30)
@@ -189,10 +209,12 @@ def estimate_table(est: Estimate, requests_per_s: float | None = None, tokens_pe
 
 
 def estimate_report(plans: list[PatchPlan], family: str, instance_mode: str, count_tokens=None, prompts_dir=None,
-                    requests_per_s: float | None = None, tokens_per_s: float | None = None) -> str:
-    """The chosen instance mode's cost beside the other mode's: what `geopixeld draft --estimate` and the flow print."""
+                    requests_per_s: float | None = None, tokens_per_s: float | None = None, judge: bool = False) -> str:
+    """The chosen instance mode's cost beside the other mode's: what `geopixeld draft --estimate` and the flow print
+    (`judge`: with the LMM judge's requests, a tier of their own)."""
     if family not in FAMILIES:
         raise ValueError(f"--family must be one of {', '.join(FAMILIES)}, not {family!r}")
     other = "per-patch" if instance_mode == "per-object" else "per-object"
-    est = [estimate(plans, FAMILIES[family], m, count_tokens, prompts_dir=prompts_dir) for m in (instance_mode, other)]
+    est = [estimate(plans, FAMILIES[family], m, count_tokens, prompts_dir=prompts_dir, judge=judge)
+           for m in (instance_mode, other)]
     return estimate_table(est[0], requests_per_s, tokens_per_s, est[1])

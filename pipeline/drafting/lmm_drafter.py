@@ -18,6 +18,7 @@ import json
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -27,10 +28,11 @@ from annotations.ask import Ask
 from annotations.group import group_ask
 from annotations.holistic import holistic_ask
 from annotations.instance import instance_ask, instance_batch_ask
+from annotations.judge import crop_box, crop_image, judge_group_ask, judge_instance_ask
 from annotations.merge import assembled, merge_ask
 import prompts
 
-from pipeline.contracts.gcg_schema import Dropped, Failure, GCGRecord, Prompt, Provenance, TaggedText, tagged_texts
+from pipeline.contracts.gcg_schema import Check, Dropped, Failure, GCGRecord, Prompt, Provenance, TaggedText, tagged_texts
 from pipeline.contracts.grounding import ground, targets_of
 from pipeline.drafting.reply_cache import ReplyCache, request_key
 from pipeline.drafting.lmm_client import Endpoint, LMMClient, LMMRequestError
@@ -39,6 +41,7 @@ from pipeline.drafting.replay import REPLAY_VERSION, Replies, check_tags
 from pipeline.drafting.reply_validation import ReplyInvalid, parse_reply, response_format
 
 DRAFTER_VERSION = "2"  # 2: prompts kept in the provenance; merge retries are new requests
+TIERS = ("holistic", "instance", "group", "merge", "judge")  # the pools of requests (judge: only when asked for)
 
 
 # the range of each numeric setting (pydantic Field keywords; flows.params.LMMParams uses them too): a NaN or
@@ -86,13 +89,15 @@ class LMMSettings:
     screen: Callable[[PatchPlan, str, str, str], list[str]] | None = None
     screen_id: str | None = None  # what the screen is (the verification settings' fingerprint), for the signature
     probe_schema: bool = True  # prove each endpoint enforces response_format before drafting (schema_probe.py)
+    judge: bool = False  # one yes/no request per kept instance or group sentence (annotations/judge.py)
 
     def __post_init__(self):
         _check_bounds(self)
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "seed": self.seed, "instance_mode": self.instance_mode,
-                "invalid_retries": self.invalid_retries, **({"screen": self.screen_id} if self.screen else {})}
+                "invalid_retries": self.invalid_retries, **({"screen": self.screen_id} if self.screen else {}),
+                **({"judge": True} if self.judge else {})}
 
     def in_flight(self, pool) -> int:
         """Requests a pool of endpoints gets at once: `max_in_flight`, else enough to fill each server's batch."""
@@ -102,6 +107,8 @@ class LMMSettings:
         """The endpoints a tier's requests go to."""
         if tier in self.tier_endpoints:
             return self.tier_endpoints[tier]
+        if tier == "judge" and "instance" in self.tier_endpoints:  # it looks at the images the annotator saw
+            return self.tier_endpoints["instance"]
         if tier == "merge" and self.merge_endpoints:
             return self.merge_endpoints
         return self.endpoints
@@ -161,6 +168,7 @@ class Drafting:
     templates: dict = field(init=False)
     loop: asyncio.AbstractEventLoop | None = None  # the run's event loop (set by the caller)
     tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})  # of requests actually sent
+    judged: Counter = field(default_factory=Counter)  # the judge's requests, tokens and verdicts (its cost)
     on_sent: Callable[[dict], None] | None = None  # sees every request actually sent, with its reply (benchmarks)
     gates: dict[int, PriorityGate] = field(init=False)  # id(client) -> the order its requests are sent in
     patch_numbers: itertools.count = field(init=False)  # draft_patch's order: its requests' priority
@@ -173,12 +181,12 @@ class Drafting:
         if self.replies is not None:
             self.clients, self.gates = {}, {}
             return
-        unknown = set(s.tier_endpoints) - {"holistic", "instance", "group", "merge"}
+        unknown = set(s.tier_endpoints) - set(TIERS)
         if unknown:
-            raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: holistic, instance, group, merge")
+            raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: {', '.join(TIERS)}")
         shared: dict[tuple, LMMClient] = {}
         self.clients = {}
-        for tier in ("holistic", "instance", "group", "merge"):
+        for tier in TIERS if s.judge else TIERS[:-1]:
             key = tuple(s.pool(tier))
             if key not in shared:
                 shared[key] = LMMClient(list(key), s.in_flight(key), s.timeout)
@@ -228,6 +236,9 @@ class Drafting:
                 hit = (reply.text, reply.finish_reason, reply.usage)
                 self.tokens["prompt"] += reply.usage.get("prompt_tokens", 0)
                 self.tokens["completion"] += reply.usage.get("completion_tokens", 0)
+                if ask.tier == "judge":
+                    self.judged.update(requests=1, prompt_tokens=reply.usage.get("prompt_tokens", 0),
+                                       completion_tokens=reply.usage.get("completion_tokens", 0))
                 self.cache.put(key, *hit)
                 if self.on_sent is not None:
                     self.on_sent({"tier": ask.tier, "messages": messages, "response_format": fmt, **sampling,
@@ -237,6 +248,12 @@ class Drafting:
             except ReplyInvalid as exc:
                 last = exc
         raise last
+
+
+def used_templates(d: Drafting) -> dict:
+    """The prompt templates a run's requests are made from (the judge's only when it judges): its provenance and
+    resume signature name them."""
+    return {n: t for n, t in d.templates.items() if d.settings.judge or n not in prompts.JUDGE}
 
 
 def _data_url(path: Path) -> str:
@@ -340,7 +357,42 @@ async def draft_patch(plan: PatchPlan, split_dir: Path, d: Drafting) -> GCGRecor
         record.provenance.sampling = json.dumps({**json.loads(d.replies.provenance()), "merge": merge}, sort_keys=True)
     else:
         record.provenance.sampling = json.dumps({**s.sampling(), "merge": merge})
+    if s.judge and not replayed:
+        record.checks = await _judge(plan, inst_text, grp_text, split_dir, images, safe, d)
     return done(record, description=description, phrases=g.phrases, status="ok")
+
+
+async def _judge(plan: PatchPlan, inst_text: dict, grp_text: dict, split_dir: Path, images: dict, safe,
+                 d: Drafting) -> list[Check]:
+    """The LMM judge's verdict on every kept instance and group sentence: a "no" is the check `judge` of that text,
+    with the judge's reason; a judge that gave no valid reply is recorded as a failure and judges nothing."""
+    t = d.templates
+    asks = [judge_instance_ask(o, inst_text[o.tag], t["judge_instance"])
+            for o in sorted(plan.instances, key=lambda o: o.mark) if o.tag in inst_text]
+    groups = [g for g in plan.groups if g.tag in grp_text]
+    for g in groups:
+        images[crop_image(g.tag)] = _crop_url(split_dir / plan.image_path, g.bbox)
+    asks += [judge_group_ask(g, grp_text[g.tag], t["judge_group"]) for g in groups]
+    tiers = {o.tag: "instance" for o in plan.instances} | {g.tag: "group" for g in groups}
+    checks = []
+    for ask, reply in zip(asks, await _all([safe(a) for a in asks])):
+        if reply is not None:
+            d.judged[f"verdict {reply['verdict']}"] += 1
+            if reply["verdict"] == "no":
+                checks.append(Check(tiers[ask.key], ask.key, "judge", reply["reason"]))
+    return checks
+
+
+def _crop_url(path: Path, bbox) -> str:
+    """A PNG data URL of the patch cropped around a box (annotations.judge.crop_box)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise LMMRequestError(f"{path}: the patch image cannot be read for the judge's crop")
+    x0, y0, x1, y1 = crop_box(bbox, img.shape[1], img.shape[0])
+    ok, png = cv2.imencode(".png", img[y0:y1, x0:x1])
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
 
 
 async def _redraft_failing(plan: PatchPlan, instances, inst_text: dict, grp_text: dict, screen, safe, t) -> list[Dropped]:
@@ -373,9 +425,9 @@ def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, fai
     if d.replies is not None:  # provenance names the file and its sha256
         provenance = Provenance("replay", REPLAY_VERSION, None, d.replies.provenance())
     else:
-        models = sorted({e.model for tier in ("holistic", "instance", "group", "merge") for e in s.pool(tier)})
+        models = sorted({e.model for tier in (TIERS if s.judge else TIERS[:-1]) for e in s.pool(tier)})
         provenance = Provenance("lmm", DRAFTER_VERSION, ",".join(models), json.dumps(s.sampling()),
-                                [TaggedText(n, tpl.sha256) for n, tpl in d.templates.items()])
+                                [TaggedText(n, tpl.sha256) for n, tpl in used_templates(d).items()])
     return GCGRecord.for_plan(
         plan,
         provenance,

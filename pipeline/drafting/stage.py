@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -41,7 +42,10 @@ class DraftSummary:
                 f"  phrases       {s['phrases']} ({s['instance_phrases']} instance, {s['group_phrases']} group)"
                 + (f"\n  LMM requests  {s['requests_sent']} sent ({s['prompt_tokens']} prompt tokens, "
                    f"{s['completion_tokens']} completion tokens), {s['cache_hits']} answered from the cache"
-                   if "requests_sent" in s else ""))
+                   if "requests_sent" in s else "")
+                + (f"\n  LMM judge     {s['judge_requests']} requests sent ({s['judge_prompt_tokens']} prompt tokens, "
+                   f"{s['judge_completion_tokens']} completion tokens); verdicts: {s['judge_yes']} yes, {s['judge_no']} no"
+                   if "judge_requests" in s else ""))
 
 
 def template_record(plan: PatchPlan, vocab) -> GCGRecord:
@@ -75,6 +79,7 @@ class DraftJob:
     signature: str
     drafting: object = None  # lmm_drafter.Drafting, or None for the template drafter
     cache: object = None
+    verify: object = None  # a RecordVerifier: each shard's records verified before it is written
 
     @property
     def shard_names(self) -> list[str]:
@@ -110,10 +115,15 @@ class DraftJob:
             from pipeline.drafting.lmm_drafter import draft_plans
 
             records = self.drafting.loop.run_until_complete(draft_plans(shard_plans, Path(self.out) / self.split, self.drafting))
+        verified = {}
+        if self.verify is not None:  # in the same pass: no second read and write of the shard
+            records = self.verify.records(records, shard_plans)
+            verified = {"verified": self.verify.fingerprint(), "check_stats": self.verify.stats(records)}
         stats = record_stats(records)
         rec_name = record_shard(name)
         sha = write_table(records_to_table(records), self.rec_dir / rec_name)
-        return rec_name, {"sha256": sha, "source": self.source(name), "rows": len(records), "stats": dict(stats)}
+        return rec_name, {"sha256": sha, "source": self.source(name), "rows": len(records), "stats": dict(stats),
+                          **verified}
 
     def record(self, result: tuple[str, dict]) -> None:
         rec_name, entry = result
@@ -134,6 +144,11 @@ class DraftJob:
             summary.stats["cache_hits"] = self.cache.hits
             summary.stats["prompt_tokens"] = d.tokens["prompt"]
             summary.stats["completion_tokens"] = d.tokens["completion"]
+            if d.settings.judge:  # what the judge cost, apart (its requests are in the totals above too)
+                j = d.judged
+                summary.stats.update(judge_requests=j["requests"], judge_prompt_tokens=j["prompt_tokens"],
+                                     judge_completion_tokens=j["completion_tokens"], judge_yes=j["verdict yes"],
+                                     judge_no=j["verdict no"])
         return summary
 
     def close(self) -> None:
@@ -152,9 +167,23 @@ class DraftJob:
         self.close()
 
 
-def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> DraftJob:
+class RecordVerifier(Protocol):
+    """What drafting needs of verification (`pipeline.verification.stage.Verifier`, passed in by the caller, as
+    this layer does not import it): a shard's records with their checks, the settings' fingerprint the records
+    manifest keeps (so the verify stage skips the shard), and the shard's counts of failed checks."""
+
+    def records(self, records: list[GCGRecord], plans: list[PatchPlan]) -> list[GCGRecord]: ...
+
+    def fingerprint(self) -> str: ...
+
+    def stats(self, records: list[GCGRecord]) -> dict: ...
+
+
+def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None,
+               verify: RecordVerifier | None = None) -> DraftJob:
     """Check the split's plans are finished and set up the drafter: `lmm` (LMMSettings) drafts with vLLM,
-    `replies` (a JSONL file, pipeline.drafting.replay) replays drafts made elsewhere, else the template drafter."""
+    `replies` (a JSONL file, pipeline.drafting.replay) replays drafts made elsewhere, else the template drafter.
+    With `verify` every shard is verified as it is drafted."""
     plans = require_complete(plans_dir(out, split), PlansNotReady, f"run `geopixeld plan` for split {split!r} first")
     vocab = vocabulary_for(SourceConfig.model_validate(plans["config"]["source"]))
     rec_dir = records_dir(out, split)
@@ -170,9 +199,10 @@ def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> 
                                   on_mismatch="restart", schema_version=GCG_SCHEMA_VERSION)
     if lmm is None and replies is None:
         # the drafter's version in the signature: records of an earlier template are drafted again
-        return DraftJob(out, split, plans, vocab, rec_dir, manifest, f"{template_drafter.DRAFTER}:{template_drafter.VERSION}")
+        return DraftJob(out, split, plans, vocab, rec_dir, manifest, f"{template_drafter.DRAFTER}:{template_drafter.VERSION}",
+                        verify=verify)
     from pipeline.drafting.reply_cache import ReplyCache
-    from pipeline.drafting.lmm_drafter import DRAFTER_VERSION, Drafting
+    from pipeline.drafting.lmm_drafter import DRAFTER_VERSION, Drafting, used_templates
 
     cache = ReplyCache(reply_cache_file(out, split))
     loop = asyncio.new_event_loop()  # one loop for the whole run: the client's pool and semaphore live on it
@@ -183,7 +213,7 @@ def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> 
         drafting = Drafting(LMMSettings([]), cache, replies=replayed, loop=loop)
         signature = "replay:" + json.dumps({"version": REPLAY_VERSION, "drafter": DRAFTER_VERSION,
                                             "sha256": replayed.sha256}, sort_keys=True)
-        return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache)
+        return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache, verify)
 
     async def make() -> Drafting:
         return Drafting(lmm, cache)
@@ -204,9 +234,11 @@ def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None) -> 
             cache.close()
             raise
     models = {t: sorted(e.model for e in lmm.pool(t)) for t in ("holistic", "instance", "group", "merge")}
+    if lmm.judge:
+        models["judge"] = sorted(e.model for e in lmm.pool("judge"))
     signature = "lmm:" + json.dumps({"version": DRAFTER_VERSION, "models": models, **lmm.sampling(),
-                                     "prompts": {n: t.sha256 for n, t in drafting.templates.items()}}, sort_keys=True)
-    return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache)
+                                     "prompts": {n: t.sha256 for n, t in used_templates(drafting).items()}}, sort_keys=True)
+    return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache, verify)
 
 
 def read_plan_shard(out: Path, split: str, plans: dict, name: str) -> list[PatchPlan]:
@@ -240,10 +272,11 @@ def planned_patches(out: Path, split: str, plans: dict) -> set[str]:
     return ids
 
 
-def run_draft(out: Path, split: str, progress: bool = True, lmm=None, replies: Path | None = None) -> DraftSummary:
+def run_draft(out: Path, split: str, progress: bool = True, lmm=None, replies: Path | None = None,
+              verify: RecordVerifier | None = None) -> DraftSummary:
     """Draft every plan shard of a split; `lmm` (LMMSettings) drafts with vLLM, `replies` replays a JSONL file of
-    drafts made elsewhere, else the template drafter."""
-    with open_draft(out, split, lmm, replies) as job:
+    drafts made elsewhere, else the template drafter; `verify` verifies each shard before it is written."""
+    with open_draft(out, split, lmm, replies, verify) as job:
         todo = job.todo
         with tqdm(total=len(todo), desc=f"draft {split}", unit="shard", disable=not progress) as bar:
             summary = run_stage(job, progress=bar.update)

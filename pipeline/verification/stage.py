@@ -54,6 +54,9 @@ class VerificationConfig(BaseModel):
                            "to curators; drop: drop failed sentences and assemble the description from the rest.")
     settings: VerifySettings = Field(VerifySettings(), description="The checks and their vocabularies, tolerances "
                                      "and bounds (docs/verification.md).")
+    judge: bool = Field(False, description="Also ask the LMM, once per kept instance and group sentence, whether it "
+                        "describes its objects (the set-of-marks image, or a crop around the group); a no is the check "
+                        "`judge`. LMM drafting only (it runs in the drafting stage, through its servers and cache).")
 
     def fingerprint(self) -> str:
         blob = json.dumps({"version": VERIFY_VERSION, "policy": self.policy, "settings": self.settings.model_dump(mode="json")},
@@ -127,7 +130,9 @@ def drop_failed(record: GCGRecord, plan: PatchPlan, checks: list[Check]) -> GCGR
 
 def verify_record(record: GCGRecord, plan: PatchPlan, config: VerificationConfig) -> GCGRecord:
     """One record with its `checks`, after the policy (a drop is checked again, so `checks` says what remains)."""
-    checks = record_checks(record, plan, config.settings)
+    judged = {c for c in record.checks or [] if c.check == "judge"}  # the LMM judge's, written by the drafter
+    checks = sorted(set(record_checks(record, plan, config.settings)) | judged,
+                    key=lambda c: (c.tier, c.tag, c.check, c.detail))
     if config.policy == "drop" and checks:
         record = drop_failed(record, plan, checks)
         remaining = record_checks(record, plan, config.settings) if record.status == "ok" else []
@@ -145,6 +150,30 @@ def check_stats(records: list[GCGRecord]) -> Counter:
             c[f"tier: {ch.tier}"] += 1
         c["dropped by verification"] += sum(d.reason.startswith("verification: ") for d in r.dropped)
     return c
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """Verification inside the drafting stage (`open_draft(verify=...)`): each shard's records get their checks
+    before the shard is first written, so a build reads and writes its records once; the verify stage then finds
+    those shards verified with these settings and only verifies what was drafted without it."""
+
+    config: VerificationConfig
+
+    def records(self, records: list[GCGRecord], plans: list[PatchPlan]) -> list[GCGRecord]:
+        by_id = {p.patch_id: p for p in plans}
+        return [verify_record(r, by_id[r.patch_id], self.config) for r in records]
+
+    def fingerprint(self) -> str:
+        return self.config.fingerprint()
+
+    def stats(self, records: list[GCGRecord]) -> dict:
+        return dict(check_stats(records))
+
+
+def draft_verifier(config: VerificationConfig | None) -> Verifier | None:
+    """The verifier drafting runs when verification is on, else None."""
+    return Verifier(config) if config is not None and config.enabled else None
 
 
 @dataclass

@@ -155,5 +155,44 @@ def write_geopixeld(folder: Path, split: str, images: list[tuple[EvalImage, str]
     return path
 
 
+def glamm_gt_dicts(images: list[EvalImage], interleave: bool = False) -> tuple[dict, dict]:
+    """GLaMM's GCG ground truth of `images` as (mask file, caption file) COCO dicts: one annotation per phrase
+    mask, encoded by pycocotools, with GranD-f's `images` fields; `labels` in mask order. Annotation ids count
+    down while the file order goes up, so a reader that sorted by id would reverse each image's masks;
+    `interleave` alternates the images' annotations in the file."""
+    imgs = [{"id": i.image_id, "file_name": f"{i.image_id}.jpg", "height": i.height, "width": i.width} for i in images]
+    per_image = [[(img, ph) for ph in img.phrases] for img in images]
+    if interleave:  # round robin: the first mask of each image, then the second of each, ...
+        depth = max(map(len, per_image), default=0)
+        order = [pi[k] for k in range(depth) for pi in per_image if k < len(pi)]
+    else:
+        order = [x for pi in per_image for x in pi]
+    anns = []
+    for n, (img, ph) in enumerate(order):
+        enc = mask_utils.encode(np.asfortranarray(rle_ops.decode(ph.rle)))
+        anns.append({"id": 10_000 - n, "image_id": img.image_id, "category_id": 1, "iscrowd": 0,
+                     "segmentation": {"size": [int(v) for v in enc["size"]], "counts": enc["counts"].decode("ascii")},
+                     "area": float(mask_utils.area(enc)), "bbox": mask_utils.toBbox(enc).tolist()})
+    mask = {"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "object"}]}
+    caption = {"images": [dict(i) for i in imgs],
+               "annotations": [{"id": n + 1, "image_id": i.image_id, "caption": i.caption,
+                                "labels": [p.text for p in i.phrases]} for n, i in enumerate(images)]}
+    return mask, caption
+
+
+def write_glamm_gt(folder: Path, split: str, images: list[EvalImage] | None = None, mask: dict | None = None,
+                   caption: dict | None = None, interleave: bool = False) -> tuple[Path, Path]:
+    """GLaMM's `<split>_gcg_coco_mask_gt.json` and `<split>_gcg_coco_caption_gt.json` (of `images`, or the given
+    dicts) in `folder`; returns (mask path, caption path)."""
+    if mask is None or caption is None:
+        mask, caption = glamm_gt_dicts(images if images is not None else list(gt_images().values()), interleave)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / f"{split}_gcg_coco_mask_gt.json", folder / f"{split}_gcg_coco_caption_gt.json"
+    for path, data in zip(paths, (mask, caption)):
+        path.write_text(json.dumps(data))
+    return paths
+
+
 __all__ = ["H", "W", "SCENES", "rle", "rect_mask", "scene_image", "empty_image", "gt_images", "gcg_row",
-           "scene_description", "write_records", "write_predictions", "write_glamm", "write_geopixeld"]
+           "scene_description", "write_records", "write_predictions", "write_glamm", "write_geopixeld",
+           "glamm_gt_dicts", "write_glamm_gt"]

@@ -58,3 +58,16 @@ def test_the_cli_prints_the_estimate_and_sends_nothing(plans):
     assert "at 2 requests/s" in res.output and not (out / "test/records").exists()
     bad = CliRunner().invoke(app, ["draft", str(out), "--split", "test", "--estimate", "--requests-per-second", "-1"])
     assert bad.exit_code == 2 and "--requests-per-second must be a positive number" in bad.output
+
+
+def test_the_judge_adds_one_request_per_sentence_groups_on_their_crop(plans):
+    out, ps = plans
+    marks, groups = sum(len(p.instances) for p in ps), sum(len(p.groups) for p in ps)
+    fam = FAMILIES["qwen2.5-vl"]
+    plain, judged = estimate(ps, fam), estimate(ps, fam, judge=True)
+    assert "judge" not in plain.tiers and judged.tiers["judge"].requests == marks + groups > 0
+    full = sum(len(p.instances) * qwen_vl_tokens(p.width, p.height) for p in ps)
+    assert full < judged.tiers["judge"].image_tokens < full + groups * qwen_vl_tokens(800, 800)  # crops are smaller
+    assert judged.total().requests == plain.total().requests + marks + groups
+    res = CliRunner().invoke(app, ["draft", str(out), "--split", "test", "--estimate", "--judge"])
+    assert res.exit_code == 0 and "  judge " in res.output, res.output

@@ -18,7 +18,7 @@ from pipeline.drafting.stage import run_draft
 from pipeline.planning.stage import run_plan
 from pipeline.release.dataset import DatasetSettings, write_dataset
 from pipeline.synthetic.tiny_build import plan_config
-from pipeline.verification.stage import VerificationConfig, run_verify
+from pipeline.verification.stage import VerificationConfig, draft_verifier, run_verify
 
 WRONG = {"plane": "ship", "ship": "plane", "storage tank": "tennis court"}
 
@@ -109,6 +109,27 @@ def test_wrong_facts_are_flagged_kept_or_dropped_by_policy(planned, tmp_path):
     assert dropped.stats["dropped by verification"] >= len(bad)
 
 
+@pytest.mark.parametrize("policy", ["flag", "drop"])
+def test_verifying_while_drafting_writes_what_the_verify_stage_would_and_leaves_it_nothing(planned, tmp_path, policy):
+    import shutil
+
+    config = VerificationConfig(policy=policy)
+    bad = replies_with_errors(planned[1], tmp_path / "r.jsonl")
+    after, in_draft = tmp_path / "after", tmp_path / "in-draft"
+    for out in (after, in_draft):
+        shutil.copytree(planned[0], out)
+    run_draft(after, "test", progress=False, replies=tmp_path / "r.jsonl")
+    staged = run_verify(after, "test", config, progress=False)
+    run_draft(in_draft, "test", progress=False, replies=tmp_path / "r.jsonl", verify=draft_verifier(config))
+    entries = read_manifest(in_draft / "test/records")["shards"]
+    assert {e["verified"] for e in entries.values()} == {config.fingerprint()}
+    assert records(in_draft) == records(after) and any(records(in_draft)[pid]["checks"] for pid in bad)
+    left = run_verify(in_draft, "test", config, progress=False)
+    assert left.skipped == left.shards > 0 and left.stats == staged.stats  # counted, nothing verified again
+    assert records(in_draft) == records(after)
+    assert draft_verifier(VerificationConfig(enabled=False)) is None
+
+
 def test_the_card_counts_the_flags_per_check_and_per_tier(planned, tmp_path):
     import shutil
 
@@ -140,3 +161,18 @@ def test_the_cli_verifies_and_refuses_bad_settings_in_one_line(planned, tmp_path
     for args, says in ((["--policy", "maybe"], "policy"), (["--set", "settings.position_tolerance=9"], "position_tolerance")):
         res = runner.invoke(app, ["verify", str(out), "--split", "test", "-q", *args])
         assert res.exit_code == 2 and res.output.startswith("error:") and says in res.output, res.output
+
+
+def test_draft_with_verification_settings_writes_verified_records(planned, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(planned[0], out)
+    replies_with_errors(planned[1], tmp_path / "r.jsonl")
+    (tmp_path / "v.yaml").write_text("policy: keep\n")
+    res = CliRunner().invoke(app, ["draft", str(out), "--split", "test", "-q", "--drafter", "replay",
+                                   "--replies", str(tmp_path / "r.jsonl"), "--verification", str(tmp_path / "v.yaml")])
+    assert res.exit_code == 0, res.output
+    assert all(r["checks"] is not None for r in records(out).values())
+    assert any(r["checks"] for r in records(out).values())
+    assert run_verify(out, "test", VerificationConfig(policy="keep"), progress=False).skipped > 0
