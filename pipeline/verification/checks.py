@@ -154,7 +154,9 @@ def instance_subject(o: PlannedObject, plan: PatchPlan, s: VerifySettings = DEFA
 
 
 def group_subject(g: Group, plan: PatchPlan, s: VerifySettings = DEFAULT_SETTINGS) -> Subject:
-    cells = grid_cells(g.grid, g.cell) | word_cells(g.position)
+    # a group of the whole image (one per category) is where its members are: the box of their union
+    cells = (box_cells(g.bbox, plan.width, plan.height, s.extent_margin) if g.cell == "whole image"
+             else grid_cells(g.grid, g.cell)) | word_cells(g.position)
     if s.position_extent:
         cells |= box_cells(g.bbox, plan.width, plan.height, s.extent_margin)
     where = "across the whole image" if g.cell == "whole image" else \

@@ -85,8 +85,9 @@ DIRECTION_VERBS = {"facing", "faces", "face", "faced", "pointing", "points", "po
 DIRECTION_LINKS = {"to", "toward", "towards", "the", "into", "in", "at", "its", "a", "diagonally", "slightly",
                    "roughly", "mostly", "directly", "straight", "due", "up", "down", "from", "obliquely", "upward",
                    "upwards", "downward", "downwards"}
+_FRAME_POSSESSIVES = {"image's", "picture's", "photo's", "scene's", "frame's"}  # "at the image's top left"
 FRAME_WORDS = {"the", "far", "extreme", "very", "exact", "absolute", "at", "in", "on", "near", "to", "toward",
-               "towards", "along", "across", "around", "by", "within"}
+               "towards", "along", "across", "around", "by", "within"} | _FRAME_POSSESSIVES
 # what makes a position phrase belong to another thing: "next to a parking lot on the right side"
 RELATION_WORDS = {"next", "beside", "besides", "near", "nearby", "by", "alongside", "adjacent", "close", "behind",
                   "opposite", "between", "among", "amongst", "with", "surrounded", "flanked", "to", "from", "of",
@@ -698,7 +699,7 @@ def _positions(text: str, tokens: _Tokens, quantities: list[Quantity]) -> list[P
                     skip = True  # adjectives alone: "a central courtyard", "the upper deck"
             if nxt in NONPOS_NOUNS:
                 skip = True
-            if prev in ("its", "their", "his", "her", "whose") or prev.endswith("'s"):
+            if prev in ("its", "their", "his", "her", "whose") or (prev.endswith("'s") and prev not in _FRAME_POSSESSIVES):
                 skip = True
             # a direction, not a place: "facing the top right", "its nose pointing toward the upper left"
             for w in reversed(before):
