@@ -78,8 +78,9 @@ class LMMParams(BaseModel):
                                  description="Extra tries with another seed when a reply fails validation.")
     max_in_flight: int | None = Field(None, **LMM_BOUNDS["max_in_flight"], description="A cap on the requests in "
                                       "flight at once to each pool of servers (null: `in_flight_per_endpoint` a server).")
-    in_flight_per_endpoint: int = Field(256, **LMM_BOUNDS["in_flight_per_endpoint"], description="Requests in flight a "
-                                        "server: its `vllm serve --max-num-seqs` (256 by default), so its batch stays full.")
+    in_flight_per_endpoint: int = Field(512, **LMM_BOUNDS["in_flight_per_endpoint"], description="Requests in flight a "
+                                        "server: twice its `vllm serve --max-num-seqs` (256 by default), so its batch "
+                                        "stays full.")
     timeout: float = Field(120.0, **LMM_BOUNDS["timeout"], description="Seconds per request.")
     prompts_dir: Path | None = Field(None, description="Folder of prompt templates overriding the bundled ones.")
     schema_probe: bool = Field(True, description="Before drafting, prove each server enforces response_format (one "

@@ -119,8 +119,8 @@ def draft(
     instance_mode: Annotated[str, typer.Option(help="per-object (one request per marked object, as in the paper) or per-patch (one request for all).")] = "per-object",
     max_in_flight: Annotated[Optional[int], typer.Option(help="A cap on the requests in flight at once to each pool "
                              "of servers. [default: --in-flight-per-endpoint for each server]")] = None,
-    in_flight_per_endpoint: Annotated[int, typer.Option(help="Requests in flight a server: its vllm serve "
-                                      "--max-num-seqs, so its batch stays full.")] = 256,
+    in_flight_per_endpoint: Annotated[int, typer.Option(help="Requests in flight a server: twice its vllm serve "
+                                      "--max-num-seqs, so its batch stays full (docs/lmm.md).")] = 512,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.2,
     prompts_dir: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates that override the bundled ones (holistic.txt, instance.txt, ...).")] = None,
     drafter: Annotated[Optional[str], typer.Option(help="template (offline, no model), lmm (vLLM at --vllm-url) or replay "

@@ -54,8 +54,9 @@ LMM_BOUNDS = {
     "in_flight_per_endpoint": {"ge": 1, "le": 4096},
     "timeout": {"gt": 0, "le": 3600},
 }
-# vLLM batches up to --max-num-seqs sequences (256 by default): fewer requests in flight leave a GPU server idle
-IN_FLIGHT_PER_ENDPOINT = 256
+# vLLM batches up to --max-num-seqs sequences (256 by default): fewer requests in flight leave a GPU server idle,
+# and exactly that many leave it one short after each reply and in the merges' tails (docs/benchmarks.md): twice it
+IN_FLIGHT_PER_ENDPOINT = 512
 
 
 def _check_bounds(settings) -> None:
@@ -81,7 +82,7 @@ class LMMSettings:
     seed: int = 0
     invalid_retries: int = 2  # extra tries with another seed when a reply fails validation
     max_in_flight: int | None = None  # a cap on each pool's requests in flight; None: in_flight_per_endpoint each
-    in_flight_per_endpoint: int = IN_FLIGHT_PER_ENDPOINT  # set it to the servers' --max-num-seqs
+    in_flight_per_endpoint: int = IN_FLIGHT_PER_ENDPOINT  # twice the servers' --max-num-seqs
     timeout: float = 120.0
     prompts_dir: Path | None = None
     # (plan, tier, tag, text) -> the names of the checks a tier text fails (pipeline.verification builds it for

@@ -22,7 +22,7 @@ def test_each_pool_gets_its_servers_batches_unless_capped(tmp_path):
             await d.aclose()
 
     got = asyncio.run(sizes(LMMSettings([a, b], merge_endpoints=[m])))
-    assert got["holistic"] == got["group"] == (2 * IN_FLIGHT_PER_ENDPOINT,) * 2 and IN_FLIGHT_PER_ENDPOINT == 256
+    assert got["holistic"] == got["group"] == (2 * IN_FLIGHT_PER_ENDPOINT,) * 2 and IN_FLIGHT_PER_ENDPOINT == 512
     assert got["merge"] == (IN_FLIGHT_PER_ENDPOINT,) * 2  # its own server, its own batch
     assert asyncio.run(sizes(LMMSettings([a, b], in_flight_per_endpoint=64)))["instance"] == (128, 128)
     assert asyncio.run(sizes(LMMSettings([a, b], max_in_flight=8)))["instance"] == (8, 8)  # a cap wins
