@@ -71,6 +71,12 @@ def predict(
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 1024,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N patches.")] = None,
+    markup_constraint: Annotated[bool, typer.Option("--markup-constraint/--no-markup-constraint",
+                                                    help="Keep the <p> ... </p> [SEG] markup well formed while "
+                                                    "decoding: [SEG] only right after </p> and always after it, "
+                                                    "</p> only inside an open <p>, no end inside a phrase "
+                                                    "(docs/model.md).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Describe images with grounded phrases and one mask per [SEG]; rerunnable (finished shards are kept)."""
     from pipeline.contracts.geopixeld_format import GCG_QUESTION
@@ -80,7 +86,7 @@ def predict(
 
     try:
         counts = run_predict(model, images, out, split, question or GCG_QUESTION, max_new_tokens, device, limit=limit,
-                             log=typer.echo)
+                             log=typer.echo, markup=markup_constraint, progress=not quiet)
     except (ValueError, WeightsError, FileNotFoundError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(counts))

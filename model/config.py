@@ -103,6 +103,10 @@ class SamConfig(_Strict):
     fuser_layers: int = 2
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # At inference an unstable single mask falls back to the best of the three multimask outputs (SAM2's image
+    # predictor, as GeoPixel infers). Training only ever fits the single-mask output, so from random weights the
+    # multimask tokens stay untrained and `false` keeps the single mask (the tiny demo's setting).
+    dynamic_multimask_via_stability: bool = True
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
 

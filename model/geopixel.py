@@ -11,6 +11,7 @@ weights load by name; `tests/model/test_manifest.py` checks this against the rel
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -69,10 +70,19 @@ class GeoPixel(nn.Module):
 
     # -- construction ------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        """Random initialisation of the LM, head and projectors (CLIP and SAM2 keep their module defaults)."""
+        """Random initialisation of the LM, head and projectors (CLIP and SAM2 keep their module defaults).
+
+        The [SEG] projector's output is SAM2's sparse prompt, which SAM2's decoder sees next to its own unit-scale
+        tokens, so its linears start at std 1/sqrt(fan_in) (unit scale at any width). At the released width this
+        is InternLM2's 0.02 (1/sqrt(4096) = 0.016); at the tiny model's 64 a fixed 0.02 would shrink the prompt
+        ~60x and the decoder would learn one mask for every [SEG]."""
         init_lm_weights(self.model.layers)
-        for m in (self.model.tok_embeddings, self.output, self.vision_proj, self.model.text_hidden_fcs):
+        for m in (self.model.tok_embeddings, self.output, self.vision_proj):
             init_lm_weights(m)
+        for m in self.model.text_hidden_fcs.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+                nn.init.zeros_(m.bias)
 
     # -- pieces ------------------------------------------------------------------------------------------------
     def image_tokens(self, hd_images: list[torch.Tensor]) -> torch.Tensor:
@@ -100,10 +110,15 @@ class GeoPixel(nn.Module):
         return self.model.text_hidden_fcs[0](hidden_at_seg)
 
     def sam_features(self, sam_images: torch.Tensor) -> dict:
-        """Frozen SAM2 image features (computed without gradient, as in the release)."""
+        """SAM2 image features. Computed without gradient, as in the release (the image encoder is frozen), unless
+        training with a trainable image encoder (`train.trainable` naming `model.visual_model.image_encoder.`,
+        e.g. from random weights, where there is no pretrained encoder to keep): then the features, and the
+        decoder's `conv_s0`/`conv_s1` applied to them, get gradients too."""
         sam = self.model.visual_model
         p = next(sam.image_encoder.parameters())
-        with torch.no_grad():
+        trains = (self.training and torch.is_grad_enabled()
+                  and any(q.requires_grad for q in sam.image_encoder.parameters()))
+        with contextlib.nullcontext() if trains else torch.no_grad():
             return sam.encode(normalise(sam_images.to(p.device, non_blocking=True), sam.cfg.mean, sam.cfg.std, p.dtype))
 
     # -- training ----------------------------------------------------------------------------------------------
@@ -156,29 +171,41 @@ class GeoPixel(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt: dict, hd_image: torch.Tensor, sam_image: torch.Tensor,
-                 size: tuple[int, int], max_new_tokens: int = 512) -> tuple[list[int], torch.Tensor]:
+                 size: tuple[int, int], max_new_tokens: int = 512, markup=None) -> tuple[list[int], torch.Tensor]:
         """Greedy decoding of one image's answer, then one mask per generated [SEG].
 
         `prompt` holds `input_ids` and `image_mask` (1, L) of the question with the image positions reserved
-        (model.samples.prompt_batch). Returns the generated ids (without the stop token) and mask logits
-        (n_seg, H, W), the n-th mask for the n-th [SEG].
+        (model.samples.prompt_batch). `markup` (a `model.markup.MarkupRules`, or None for plain greedy decoding)
+        keeps the `<p> ... </p> [SEG]` markup well formed: each step takes the best token the markup allows.
+        Returns the generated ids (without the stop token) and mask logits (n_seg, H, W), the n-th mask for the
+        n-th [SEG].
         """
         ids, image_mask = prompt["input_ids"], prompt["image_mask"]
         cache = KVCache(self.cfg.lm.num_layers)
         h = self.hidden(self.embed(ids, image_mask, [hd_image]), image_mask, cache=cache)
         stop = {self.ids.eos, self.ids.turn_end}
+        state = markup.start() if markup is not None else None
         out: list[int] = []
         seg_hidden = []
-        nxt = int(self.output(h[:, -1]).argmax(-1))
+
+        def pick(h: torch.Tensor) -> int:
+            logits = self.output(h[:, -1])
+            if state is not None:
+                logits = state.mask(logits, max_new_tokens - len(out))
+            return int(logits.argmax(-1))
+
+        nxt = pick(h)
         for _ in range(max_new_tokens):
             if nxt in stop:
                 break
             out.append(nxt)
+            if state is not None:
+                state.advance(nxt)
             step = torch.tensor([[nxt]], device=ids.device)
             h = self.hidden(self.model.tok_embeddings(step), None, cache=cache)
             if nxt == self.ids.seg:
                 seg_hidden.append(h[:, -1])
-            nxt = int(self.output(h[:, -1]).argmax(-1))
+            nxt = pick(h)
         if not seg_hidden:
             return out, torch.zeros((0, *size))
         prompts = self.seg_prompts(torch.cat(seg_hidden, dim=0))

@@ -5,7 +5,9 @@ and references the same way, matched by `patch_id`: `description` is the generat
 `<p> tag </p> [SEG]` markup, and `phrases` holds one entry per generated `[SEG]`, in order, with the phrase text
 (`tag`), its character span and the predicted mask as COCO RLE at the patch's size (`tier`, `category` and
 `object_ids` are null/empty: a model does not know them). `status` is `ok` when every `[SEG]` closes a `<p> ...
-</p>` phrase, else `failed` with the reason in `error`; `provenance.drafter` is `geopixel`.
+</p>` phrase, else `failed` with the reason in `error` (with the markup constraint, model/markup.py, on by
+default, every row is `ok`); `provenance.drafter` is `geopixel`. A progress bar runs over the patches and the end
+logs the time per patch.
 
 Inputs are found as everywhere else (model.sources): an image, a folder of images, a split folder or a build
 root with a split (its records: curated once finished, else drafted; else its plans), a release dataset folder
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,14 +151,16 @@ def load_for_inference(folder: Path, device: str | torch.device = "cpu", dtype: 
     return model.eval(), enc
 
 
-def predict_image(model, enc, rgb: np.ndarray, question: str = GCG_QUESTION, max_new_tokens: int = 1024):
-    """(description, masks (n, H, W) bool) for one RGB image."""
+def predict_image(model, enc, rgb: np.ndarray, question: str = GCG_QUESTION, max_new_tokens: int = 1024,
+                  markup=None):
+    """(description, masks (n, H, W) bool) for one RGB image. `markup`: a `model.markup.MarkupRules` to keep the
+    grounding markup well formed while decoding (`run_predict` builds it once), or None for plain greedy."""
     from model.samples import prompt_batch
 
     p = prompt_batch(enc, rgb, model.cfg, question)
     dev = next(model.parameters()).device
     prompt = {"input_ids": p["input_ids"].to(dev), "image_mask": p["image_mask"].to(dev)}
-    ids, logits = model.generate(prompt, p["hd_image"], p["sam_image"], tuple(p["size"]), max_new_tokens)
+    ids, logits = model.generate(prompt, p["hd_image"], p["sam_image"], tuple(p["size"]), max_new_tokens, markup)
     return enc.decode(ids), (logits > model.cfg.mask_threshold).cpu().numpy()
 
 
@@ -169,15 +174,23 @@ def _adopt_old_manifest(out: Path, key: dict) -> None:
 
 def run_predict(model_dir: Path, inputs: Path, out: Path, split: str | None = None, question: str = GCG_QUESTION,
                 max_new_tokens: int = 1024, device: str | None = None, shard_size: int = 256,
-                limit: int | None = None, log=print) -> dict:
+                limit: int | None = None, log=print, markup: bool = True, progress: bool = True) -> dict:
+    """Predict every target into `out`; returns counts (patches, ok, failed, masks, skipped_shards) and the time
+    per patch (`s_per_patch`, over the patches predicted by this call). `markup`: constrain decoding to
+    well-formed grounding markup (model/markup.py)."""
+    from tqdm import tqdm
+
+    from model.markup import MarkupRules
+
     targets = find_targets(inputs, split)[: limit or None]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, enc = load_for_inference(Path(model_dir), device)
+    rules = MarkupRules.from_encoder(enc, model.cfg.lm.vocab_size) if markup else None
     files = sorted(Path(model_dir).glob("*.safetensors"))  # name, size, mtime: cheap for a 16 GB model
     weights_sum = hashlib.sha256(json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
                                  .encode()).hexdigest()[:16]
     inputs_sum = hashlib.sha256(json.dumps([(t.patch_id, str(t.image)) for t in targets]).encode()).hexdigest()[:16]
-    sampling = json.dumps({"decoding": "greedy", "max_new_tokens": max_new_tokens})
+    sampling = json.dumps({"decoding": "greedy", "max_new_tokens": max_new_tokens, "markup_constraint": markup})
     question_sha = hashlib.sha256(question.encode()).hexdigest()
     provenance = Provenance("geopixel", "1", str(model_dir), sampling, [TaggedText("question", question_sha)],
                             [Prompt("question", "", question, None)])
@@ -187,26 +200,36 @@ def run_predict(model_dir: Path, inputs: Path, out: Path, split: str | None = No
     manifest = ShardManifest.open(Path(out), MANIFEST_KIND, key,
                                   hint="predictions of another model, input list or setting go in a new folder")
     counts = {"patches": 0, "ok": 0, "failed": 0, "masks": 0, "skipped_shards": 0}
-    names = []
-    for si in range(0, len(targets), shard_size):
-        name = f"predictions-{si // shard_size:05d}.parquet"
-        names.append(name)
-        if manifest.finished(name):
-            counts["skipped_shards"] += 1
-            continue
-        rows = []
-        for t in targets[si: si + shard_size]:
-            rgb, _ = read_image(t.image)
-            text, masks = predict_image(model, enc, rgb, question, max_new_tokens)
-            phrases, error = phrases_of(text, masks)
-            rows.append(GCGRecord(t.patch_id, t.split, t.image_path, rgb.shape[1], rgb.shape[0], description=text,
-                                  phrases=[Phrase.from_row(p) for p in phrases], status="failed" if error else "ok",
-                                  error=error, provenance=provenance))
-            counts["patches"] += 1
-            counts["failed" if error else "ok"] += 1
-            counts["masks"] += len(phrases)
-        digest = write_table(records_to_table(rows), Path(out) / name)
-        manifest.record(name, {"sha256": digest, "rows": len(rows)})
-        log(f"{name}: {len(rows)} patches")
+    names = [f"predictions-{si // shard_size:05d}.parquet" for si in range(0, len(targets), shard_size)]
+    todo = {n for n in names if not manifest.finished(n)}
+    counts["skipped_shards"] = len(names) - len(todo)
+    total = sum(min(shard_size, len(targets) - i * shard_size) for i, n in enumerate(names) if n in todo)
+    seconds = 0.0
+    with tqdm(total=total, desc="predict", unit="patch", disable=not progress) as bar:
+        for si, name in enumerate(names):
+            if name not in todo:
+                continue
+            rows = []
+            for t in targets[si * shard_size: (si + 1) * shard_size]:
+                t0 = time.perf_counter()
+                rgb, _ = read_image(t.image)
+                text, masks = predict_image(model, enc, rgb, question, max_new_tokens, rules)
+                phrases, error = phrases_of(text, masks)
+                seconds += time.perf_counter() - t0
+                rows.append(GCGRecord(t.patch_id, t.split, t.image_path, rgb.shape[1], rgb.shape[0], description=text,
+                                      phrases=[Phrase.from_row(p) for p in phrases],
+                                      status="failed" if error else "ok", error=error, provenance=provenance))
+                counts["patches"] += 1
+                counts["failed" if error else "ok"] += 1
+                counts["masks"] += len(phrases)
+                bar.update(1)
+            digest = write_table(records_to_table(rows), Path(out) / name)
+            manifest.record(name, {"sha256": digest, "rows": len(rows)})
+            with tqdm.external_write_mode():
+                log(f"{name}: {len(rows)} patches")
     manifest.complete(names)
+    counts["s_per_patch"] = round(seconds / counts["patches"], 3) if counts["patches"] else None
+    if counts["patches"]:
+        log(f"predicted {counts['patches']} patches in {seconds:.1f}s: {counts['s_per_patch']:.2f}s a patch "
+            f"({counts['ok']} ok, {counts['failed']} failed, {counts['masks']} masks)")
     return counts

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from functools import partial
@@ -23,7 +24,7 @@ import torch
 from model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable_state
 from model.train_config import TrainConfig
 
-__all__ = ["Run", "train", "measure_loader", "data_sources", "choose_tokenizer", "batch_loader"]
+__all__ = ["Run", "train", "measure_loader", "data_sources", "choose_tokenizer", "batch_loader", "param_groups"]
 
 
 def data_sources(cfg: TrainConfig, data: str | None) -> list:
@@ -68,6 +69,20 @@ def batch_loader(dataset, batches: list[list[int]], d, pad_id: int, pin_memory: 
     return DataLoader(dataset, batch_sampler=BatchList(batches), **kw)
 
 
+def param_groups(model, lr: float, lr_scale: dict[str, float]) -> list[dict]:
+    """The trainable parameters as optimizer groups: first those at `lr`, then one group per `lr_scale` pattern
+    (lr x factor; a parameter joins the first pattern its name matches). Empty groups are left out."""
+    import re
+
+    pats = [(re.compile(p), f) for p, f in lr_scale.items()]
+    groups = [{"params": [], "lr": lr}] + [{"params": [], "lr": lr * f} for _, f in pats]
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            k = next((i + 1 for i, (r, _) in enumerate(pats) if r.search(name)), 0)
+            groups[k]["params"].append(p)
+    return [g for g in groups if g["params"]]
+
+
 def _to_device(batch: dict, device) -> dict:
     keys = ("input_ids", "labels", "image_mask", "attention_mask")
     return {k: (v.to(device, non_blocking=True) if k in keys else v) for k, v in batch.items()}
@@ -89,7 +104,10 @@ class Run:
 
         self.cfg, self.out = cfg, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.acc = Accelerator(cpu=not torch.cuda.is_available(),
+        # on a machine without CUDA accelerate runs on the CPU, and drops a DeepSpeed plugin when told `cpu=True`:
+        # under `accelerate launch` with a DeepSpeed config (DS_ACCELERATOR=cpu) it is not told, so ZeRO runs there too
+        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        self.acc = Accelerator(cpu=not torch.cuda.is_available() and not deepspeed,
                                gradient_accumulation_steps=1,  # set below, once the world size is known
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         acc = self.acc
@@ -150,8 +168,9 @@ class Run:
 
         from transformers import get_cosine_schedule_with_warmup
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        groups = param_groups(model, o.lr, o.lr_scale)
+        params = [p for g in groups for p in g["params"]]
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
         self.scheduler = get_cosine_schedule_with_warmup(opt, o.warmup_steps, self.total_steps)
         self.model, self.opt = acc.prepare(model, opt)
         self.params = params

@@ -67,6 +67,9 @@ class OptimSettings(_Strict):
     cpu_threads: int | None = Field(None, ge=1, le=1024)  # torch threads on the CPU (None: torch's default)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     trainable: list[str] = Field(default_factory=lambda: list(TRAINABLE))
+    # {pattern: factor}: trainable parameters whose name matches a pattern (re.search, the first that matches)
+    # train at lr x factor, in their own optimizer group under the same schedule; the rest at `lr`
+    lr_scale: dict[str, Annotated[float, Field(gt=0, le=1e3)]] = Field(default_factory=dict)
 
 
 class CheckpointSettings(_Strict):
@@ -90,6 +93,8 @@ class TrainConfig(_Strict):
         d["data"].pop("num_workers")
         d["data"].pop("prefetch_factor")
         d["train"].pop("cpu_threads")
+        if not d["train"]["lr_scale"]:  # the default: runs from before the setting existed keep their identity
+            d["train"].pop("lr_scale")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -155,7 +155,8 @@ class MaskDecoder(nn.Module):
                 high_res: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """One image's features (1, d, s, s) against n prompts (n, k, d) -> single-mask logits (n, 1, 4s, 4s)
         and IoU predictions (n, 1). In eval mode an unstable single mask falls back to the best multimask
-        output, as SAM2's image predictor (and GeoPixel's inference) does."""
+        output, as SAM2's image predictor (and GeoPixel's inference) does, unless
+        `sam.dynamic_multimask_via_stability` is off."""
         n = sparse.shape[0]
         out_tokens = torch.cat([self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1).to(sparse.dtype), sparse], dim=1)
@@ -174,7 +175,7 @@ class MaskDecoder(nn.Module):
         b, c, h, w = up.shape
         masks = (hyper @ up.view(b, c, h * w)).view(b, -1, h, w)
         iou = self.iou_prediction_head(iou_out)
-        if self.training:
+        if self.training or not self.cfg.dynamic_multimask_via_stability:
             return masks[:, :1], iou[:, :1]
         return self._stable_single(masks, iou)
 

@@ -3,6 +3,7 @@ CPU path."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,16 @@ def test_train_then_predict_then_resume(gp_demo, tmp_path):
     r = runner.invoke(app, ["predict", "--model", str(out / "final"), "--images", str(gp_demo / "out" / "val"),
                             "--out", str(pred), "--limit", "2", "--max-new-tokens", "8"])
     assert r.exit_code == 0, r.output
+    assert "predicted 2 patches in" in r.output and "s a patch" in r.output  # the time per patch, at the end
     t = pq.read_table(pred)
     assert t.num_rows == 2 and set(t["split"].to_pylist()) == {"val"}
+    assert json.loads(t["provenance"][0].as_py()["sampling"])["markup_constraint"] is True
+    r = runner.invoke(app, ["predict", "--model", str(out / "final"), "--images", str(gp_demo / "out" / "val"),
+                            "--out", str(tmp_path / "plain"), "--limit", "1", "--max-new-tokens", "8",
+                            "--no-markup-constraint", "--quiet"])
+    assert r.exit_code == 0, r.output
+    sampling = pq.read_table(tmp_path / "plain")["provenance"][0].as_py()["sampling"]
+    assert json.loads(sampling) == {"decoding": "greedy", "max_new_tokens": 8, "markup_constraint": False}
 
 
 def test_bad_config_and_missing_data_fail_cleanly(gp_demo, tmp_path):

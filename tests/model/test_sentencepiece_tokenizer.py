@@ -136,3 +136,27 @@ def test_a_sentencepiece_weights_folder_gets_the_grounding_tokens_and_round_trip
 
     again = load_tokenizer(folder, t)  # opening the folder twice gives the same ids
     assert [again.get_vocab()[x] for x in (t.seg, t.phrase_open, t.phrase_close)] == grounding
+
+
+def test_the_markup_constraint_reads_a_sentencepiece_vocabulary(tmp_path):
+    """model/markup.py on the released tokenizer's kind: the whitespace pieces that `</p> [SEG]` splits into are
+    found (`▁` twice; a lone `▁` decodes to nothing), the grounding tokens are not whitespace, and every token of
+    a grounded answer (and its stop token) is allowed where it stands."""
+    from model.config import build_config
+    from model.markup import MarkupRules
+    from model.tokenizer import ChatEncoder, load_tokenizer
+
+    cfg = build_config("tiny")
+    enc = ChatEncoder(load_tokenizer(released_style_folder(tmp_path / "tok"), cfg.tokens), cfg.tokens)
+    rules = MarkupRules.from_encoder(enc, cfg.lm.vocab_size)
+    for tid in (enc.ids.seg, enc.ids.phrase_open, enc.ids.phrase_close, enc.ids.eos, enc.ids.turn_end):
+        assert not rules.space[tid]
+    answer = "The <p> storage tank-1 </p> [SEG] stands beside <p> small vehicles-2 </p> [SEG] near the harbor."
+    ids = enc.tok.encode(answer, add_special_tokens=False) + [enc.ids.turn_end]
+    between = ids[ids.index(enc.ids.phrase_close) + 1: ids.index(enc.ids.seg)]
+    assert 1 <= len(between) <= 2 and all(rules.space[i] for i in between)  # `▁`, `▁`: the dummy prefix's own
+    state = rules.start()
+    for k, tok in enumerate(ids):
+        assert state.allowed(cfg.lm.vocab_size, len(ids) - k)[tok], (k, enc.tok.convert_ids_to_tokens(tok))
+        state.advance(tok)
+    assert not state.inside
