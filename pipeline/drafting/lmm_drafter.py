@@ -104,6 +104,10 @@ class LMMSettings:
         """Requests a pool of endpoints gets at once: `max_in_flight`, else enough to fill each server's batch."""
         return self.max_in_flight or self.in_flight_per_endpoint * max(1, len(pool))
 
+    def tiers(self) -> tuple[str, ...]:
+        """The pools this run sends requests to: the judge's only when it judges."""
+        return TIERS if self.judge else TIERS[:-1]
+
     def pool(self, tier: str) -> list[Endpoint]:
         """The endpoints a tier's requests go to."""
         if tier in self.tier_endpoints:
@@ -187,7 +191,7 @@ class Drafting:
             raise ValueError(f"unknown tier(s) {sorted(unknown)} in tier_endpoints; tiers: {', '.join(TIERS)}")
         shared: dict[tuple, LMMClient] = {}
         self.clients = {}
-        for tier in TIERS if s.judge else TIERS[:-1]:
+        for tier in s.tiers():
             key = tuple(s.pool(tier))
             if key not in shared:
                 shared[key] = LMMClient(list(key), s.in_flight(key), s.timeout)
@@ -426,7 +430,7 @@ def _record(plan, s: LMMSettings, d: Drafting, inst_text, grp_text, dropped, fai
     if d.replies is not None:  # provenance names the file and its sha256
         provenance = Provenance("replay", REPLAY_VERSION, None, d.replies.provenance())
     else:
-        models = sorted({e.model for tier in (TIERS if s.judge else TIERS[:-1]) for e in s.pool(tier)})
+        models = sorted({e.model for tier in s.tiers() for e in s.pool(tier)})
         provenance = Provenance("lmm", DRAFTER_VERSION, ",".join(models), json.dumps(s.sampling()),
                                 [TaggedText(n, tpl.sha256) for n, tpl in used_templates(d).items()])
     return GCGRecord.for_plan(

@@ -233,9 +233,7 @@ def open_draft(out: Path, split: str, lmm=None, replies: Path | None = None,
             loop.close()
             cache.close()
             raise
-    models = {t: sorted(e.model for e in lmm.pool(t)) for t in ("holistic", "instance", "group", "merge")}
-    if lmm.judge:
-        models["judge"] = sorted(e.model for e in lmm.pool("judge"))
+    models = {t: sorted(e.model for e in lmm.pool(t)) for t in lmm.tiers()}
     signature = "lmm:" + json.dumps({"version": DRAFTER_VERSION, "models": models, **lmm.sampling(),
                                      "prompts": {n: t.sha256 for n, t in used_templates(drafting).items()}}, sort_keys=True)
     return DraftJob(out, split, plans, vocab, rec_dir, manifest, signature, drafting, cache, verify)

@@ -211,11 +211,12 @@ def verify_shard(name: str, out: Path, split: str, plans: dict, records: dict, c
     if missing:
         raise RecordsNotReady(f"{rec_path}: record {missing[0]!r} has no plan in {plans_dir(out, split) / plan_name}; "
                               f"draft split {split!r} again")
-    verified = [verify_record(r, by_id[r.patch_id], config) for r in recs]
+    verifier = Verifier(config)  # what drafting runs on a shard as it writes it
+    verified = verifier.records(recs, list(by_id.values()))
     sha = write_table(records_to_table(verified), rec_dir / name)
     stats = {**records["shards"][name].get("stats", {}), **record_stats(verified)}
-    entry = {**records["shards"][name], "sha256": sha, "stats": stats, "verified": config.fingerprint(),
-             "check_stats": dict(check_stats(verified))}
+    entry = {**records["shards"][name], "sha256": sha, "stats": stats, "verified": verifier.fingerprint(),
+             "check_stats": verifier.stats(verified)}
     return name, entry
 
 
