@@ -80,7 +80,8 @@ def load_checkpoint(acc, path: Path, model, opt, scheduler, identity: str) -> in
     state = json.loads((path / "state.json").read_text())
     if state["config"] != identity:
         raise ValueError(f"{path} was written by a run with a different configuration; resume it with the same "
-                         "config (only max_steps, checkpoint and logging settings may change)")
+                         "config (only max_steps, checkpoint and logging settings may change), or start over in "
+                         f"another --out (or remove {path.parent.parent})")
     if state["world"] != acc.num_processes:
         raise ValueError(f"{path} was written by {state['world']} processes, this run has {acc.num_processes}: the "
                          "sample split would differ")
